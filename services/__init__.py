@@ -1,0 +1,1 @@
+"""The three services: points, rewards and tiers."""

@@ -1,0 +1,1 @@
+"""points: members, purchases and refunds, the points ledger and balances."""

@@ -1,0 +1,31 @@
+"""The points service's app: ``uvicorn --factory services.points.app:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.points import consumers
+from services.points.api import router
+from services.points.models import Base
+from services.points.settings import Settings
+from shared.runtime import ServiceSpec, create_service_app
+
+SPEC = ServiceSpec(
+    name="points",
+    title="Loyalty points",
+    description="Members, purchases and refunds, the points ledger and balances.",
+    metadata=Base.metadata,
+    routers=[router],
+    consumes=consumers.TOPICS,
+    handlers=consumers.HANDLERS,
+    openapi_tags=[
+        {"name": "members", "description": "Enrolment, profiles and balances"},
+        {"name": "purchases", "description": "Purchases that earn points"},
+        {"name": "rules", "description": "Program settings"},
+        {"name": "operations", "description": "Health and readiness"},
+    ],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SPEC, settings or Settings())

@@ -1,0 +1,124 @@
+"""Tables of the points service. A member's balance is stored on the member row and changed in the same
+transaction as the ledger entries and lots that justify it, so a balance read is one row."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.consumer import inbox_table
+from shared.db import Money, UTCDateTime, new_metadata
+from shared.idempotency import idempotency_table
+from shared.outbox import outbox_table
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+idempotency = idempotency_table(Base.metadata)
+
+
+class Program(Base):
+    """The program's settings: one row, id 1."""
+
+    __tablename__ = "program"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    points_per_unit: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    expiry_days: Mapped[int] = mapped_column(Integer)
+    pending_days: Mapped[int] = mapped_column(Integer)
+    excluded_categories: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Member(Base):
+    __tablename__ = "member"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    referred_by: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tier_id: Mapped[str | None] = mapped_column(String(64))
+    earn_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4), default=Decimal(1))
+    available: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Purchase(Base):
+    __tablename__ = "purchase"
+    purchase_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"), index=True)
+    store_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(Money)
+    refunded_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    points_earned: Mapped[int] = mapped_column(BigInteger)
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LedgerEntry(Base):
+    """The audit trail: every change of a balance, with the balance after it."""
+
+    __tablename__ = "ledger_entry"
+    entry_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    purchase_id: Mapped[str | None] = mapped_column(String(64))
+    refund_id: Mapped[str | None] = mapped_column(String(64))
+    redemption_id: Mapped[str | None] = mapped_column(String(64))
+    adjustment_id: Mapped[str | None] = mapped_column(String(64))
+    rule_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_ledger_entry_member_entry", "member_id", "entry_id"),)
+
+
+class Lot(Base):
+    """Points credited together that expire together; spends take the soonest-expiring lots first."""
+
+    __tablename__ = "lot"
+    lot_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"))
+    entry_id: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_lot_member_expires", "member_id", "expires_at"),)
+
+
+class RedemptionDebit(Base):
+    """points' answer to each redemption it was asked to pay, so a repeated request gets the same answer."""
+
+    __tablename__ = "redemption_debit"
+    redemption_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), index=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    refunded: Mapped[bool] = mapped_column(default=False)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""What the three services share: events, outbox and inbox, database, settings, auth, errors, health."""

@@ -1,0 +1,102 @@
+"""The ``loyalty`` command: API keys, migrations and topics for operators and scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.auth import KeyRecord, Scope, hash_key, new_key, read_keys_file, write_keys_file
+from shared.kafka import all_topic_names, ensure_topics
+from shared.migrations import upgrade
+from shared.settings import ServiceSettings
+
+SERVICES = ("points", "rewards", "tiers")
+
+app = typer.Typer(help="Operate the loyalty platform.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys (the keys file the services re-read).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def service_settings(service: str) -> ServiceSettings:
+    module = importlib.import_module(f"services.{service}.settings")
+    settings: ServiceSettings = module.Settings()
+    return settings
+
+
+def _keys_file(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    configured = os.environ.get("LOYALTY_API_KEYS_FILE")
+    if not configured:
+        raise typer.BadParameter("give --file or set LOYALTY_API_KEYS_FILE")
+    return Path(configured)
+
+
+KeysFile = Annotated[Path | None, typer.Option("--file", help="Keys file (default: $LOYALTY_API_KEYS_FILE)")]
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who holds the key, e.g. pos-store-12; recorded as the actor")],
+    scope: Annotated[list[Scope], typer.Option("--scope", "-s", help="Repeat for several scopes")],
+    file: KeysFile = None,
+) -> None:
+    """Create a key, store its hash, and print the key once (it cannot be shown again)."""
+    path = _keys_file(file)
+    records = read_keys_file(path)
+    if any(r.name == name for r in records):
+        raise typer.BadParameter(f"a key named {name!r} exists; revoke it first")
+    key = new_key()
+    records.append(KeyRecord(name=name, key_sha256=hash_key(key), scopes=list(scope)))
+    write_keys_file(path, records)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(file: KeysFile = None) -> None:
+    """List key names and scopes (never the keys)."""
+    for record in read_keys_file(_keys_file(file)):
+        typer.echo(f"{record.name}\t{','.join(record.scopes)}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str, file: KeysFile = None) -> None:
+    """Remove a key; the services stop accepting it within seconds."""
+    path = _keys_file(file)
+    records = read_keys_file(path)
+    kept = [r for r in records if r.name != name]
+    if len(kept) == len(records):
+        raise typer.BadParameter(f"no key named {name!r}")
+    write_keys_file(path, kept)
+    typer.echo(f"revoked {name}")
+
+
+@app.command()
+def migrate(
+    service: Annotated[list[str] | None, typer.Argument(help="points, rewards, tiers (default: all)")] = None,
+) -> None:
+    """Bring each service's database to the latest schema."""
+    for name in service or SERVICES:
+        if name not in SERVICES:
+            raise typer.BadParameter(f"unknown service {name!r}")
+        upgrade(name, service_settings(name).database_url)
+        typer.echo(f"{name}: migrated")
+
+
+@app.command()
+def topics() -> None:
+    """Create the loyalty topics and their dead-letter topics (kept forever) if missing."""
+    settings = service_settings("points")
+    names = all_topic_names(settings.kafka_topic_prefix)
+    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, names, settings.kafka_partitions))
+    typer.echo(f"{len(names)} topics ready")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,200 @@
+"""Idempotent event consumer (the inbox side of exactly-once effect).
+
+Each event's id is recorded in the same transaction as the handler's effects, and the Kafka offset is
+committed only after that transaction commits. A redelivered event finds its id and is skipped. A handler
+that keeps failing (a bug, data it cannot read) sends the event to ``<topic>.dlt`` with the error in headers
+and the partition moves on; a database that does not answer is waited for, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.context import correlation_id
+from shared.db import Database, UTCDateTime, insert_ignoring_conflicts, is_unavailable, utcnow
+from shared.events import Envelope, EventData, Topic, parse_data
+from shared.kafka import DLT_SUFFIX, topic_name
+from shared.metrics import EVENTS_HANDLED
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("event_type", String(64), nullable=False),
+        Column("handled_at", UTCDateTime, nullable=False),
+    )
+
+
+class EventConsumer:
+    def __init__(
+        self, db: Database, inbox: Table, *, service: str, bootstrap: str, topic_prefix: str,
+        topics: list[Topic], handlers: dict[str, Handler], max_attempts: int = 5,
+    ) -> None:
+        self.db = db
+        self.inbox = inbox
+        self.service = service
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.topics = [topic_name(topic_prefix, t.value) for t in topics]
+        self.handlers = handlers
+        self.max_attempts = max_attempts
+        self.handled = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlt: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.service}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_clients()
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                self._consumer = AIOKafkaConsumer(
+                    *self.topics,
+                    bootstrap_servers=self.bootstrap,
+                    group_id=f"{self.topic_prefix}{self.service}",
+                    client_id=f"{self.service}-consumer",
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=500,
+                )
+                await self._consumer.start()
+                backoff = 0.5
+                await self._consume(self._consumer)
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("%s consumer: Kafka unavailable (%s); reconnecting in %.1fs", self.service, exc, backoff)
+            except Exception:
+                log.exception("%s consumer stopped unexpectedly; restarting in %.1fs", self.service, backoff)
+            await self._close_clients()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._handle(record)
+                try:
+                    await consumer.commit({tp: records[-1].offset + 1})
+                except CommitFailedError as exc:
+                    # The partition moved to another instance; it will see these again and skip them.
+                    log.info("%s consumer: commit after rebalance refused: %s", self.service, exc)
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            envelope = Envelope.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            return  # a type this service does not need
+        try:
+            data = parse_data(envelope)
+        except (KeyError, ValidationError) as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return
+        token = correlation_id.set(envelope.correlation_id)
+        try:
+            await self._apply(record, envelope, data, handler)
+        finally:
+            correlation_id.reset(token)
+
+    async def _apply(
+        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, data: EventData, handler: Handler
+    ) -> None:
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            try:
+                outcome = await self.apply(envelope, data, handler)
+                EVENTS_HANDLED.labels(self.service, envelope.type, outcome).inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_unavailable(exc):
+                    attempt -= 1  # not the event's fault: wait for the database, however long
+                    waited = min(max(waited * 2, 0.5), 5.0)
+                    log.warning("%s consumer: database unavailable (%s); retrying", self.service, exc)
+                    await asyncio.sleep(waited)
+                    continue
+                log.warning("%s consumer: %s %s failed (attempt %d): %r",
+                            self.service, envelope.type, envelope.id, attempt, exc)
+                if attempt >= self.max_attempts:
+                    await self._dead_letter(record, exc, attempts=attempt)
+                    return
+                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+
+    async def apply(self, envelope: Envelope, data: EventData, handler: Handler) -> str:
+        """Handle one event in one transaction, at most once in effect; returns the outcome label."""
+        inbox = self.inbox
+        async with self.db.transaction() as session:
+            claimed = (await session.execute(
+                insert_ignoring_conflicts(inbox, self.db.dialect)
+                .values(event_id=envelope.id, event_type=envelope.type, handled_at=utcnow())
+                .returning(inbox.c.event_id)
+            )).first()
+            if claimed is None:
+                self.duplicates += 1
+                return "duplicate"
+            await handler(session, envelope, data)
+        self.handled += 1
+        return "handled"
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int) -> None:
+        if self._dlt is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                        client_id=f"{self.service}-dlt")
+            await producer.start()
+            self._dlt = producer
+        headers = [*(record.headers or ()),
+                   ("dlt.error", f"{type(exc).__name__}: {exc}"[:4000].encode()),
+                   ("dlt.consumer", self.service.encode()),
+                   ("dlt.original_topic", record.topic.encode()),
+                   ("dlt.original_partition", str(record.partition).encode()),
+                   ("dlt.original_offset", str(record.offset).encode()),
+                   ("dlt.attempts", str(attempts).encode())]
+        await self._dlt.send_and_wait(record.topic + DLT_SUFFIX, value=record.value, key=record.key,
+                                      headers=headers)
+        self.dead_lettered += 1
+        EVENTS_HANDLED.labels(self.service, "unknown", "dead_lettered").inc()
+        log.error("%s consumer: %s[%d]@%d sent to %s%s after %d attempts: %s", self.service, record.topic,
+                  record.partition, record.offset, record.topic, DLT_SUFFIX, attempts, exc)
+
+    async def _close_clients(self) -> None:
+        for client in (self._consumer, self._dlt):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), 10)
+        self._consumer = None
+        self._dlt = None

@@ -1,0 +1,142 @@
+"""Errors as RFC 9457 problem+json, the only error format any service answers with.
+
+Use cases raise ``LoyaltyError`` subclasses; one set of handlers renders them. Infrastructure failures
+(the database away) become 503 so that a client retries, never a 500 with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.db import is_unavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class LoyaltyError(Exception):
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+def _error(name: str, status: int, slug: str, title: str) -> type[LoyaltyError]:
+    return type(name, (LoyaltyError,), {"status": status, "slug": slug, "title": title})
+
+
+NotFound = _error("NotFound", 404, "not-found", "Not found")
+MemberNotFound = _error("MemberNotFound", 404, "member-not-found", "Member not found")
+RewardNotFound = _error("RewardNotFound", 404, "reward-not-found", "Reward not found")
+IdempotencyConflict = _error(
+    "IdempotencyConflict", 409, "idempotency-conflict", "Id already used with a different body"
+)
+InsufficientPoints = _error("InsufficientPoints", 422, "insufficient-points", "Not enough points")
+OutOfStock = _error("OutOfStock", 409, "out-of-stock", "Out of stock")
+TierTooLow = _error("TierTooLow", 409, "tier-too-low", "Tier too low")
+LimitReached = _error("LimitReached", 409, "limit-reached", "Limit reached")
+RewardUnavailable = _error("RewardUnavailable", 409, "reward-unavailable", "Reward unavailable")
+VoucherAlreadyUsed = _error("VoucherAlreadyUsed", 409, "voucher-already-used", "Voucher already used")
+RefundExceedsPurchase = _error(
+    "RefundExceedsPurchase", 422, "refund-exceeds-purchase", "Refund exceeds the purchase"
+)
+CurrencyMismatch = _error("CurrencyMismatch", 422, "currency-mismatch", "Currency does not match the program")
+MemberInactive = _error("MemberInactive", 422, "member-inactive", "Member is not active")
+InvalidRequest = _error("InvalidRequest", 422, "validation-error", "Request is not valid")
+Conflict = _error("Conflict", 409, "conflict", "Conflict with the current state")
+Unauthorized = _error("Unauthorized", 401, "unauthorized", "Missing or unknown API key")
+Forbidden = _error("Forbidden", 403, "forbidden", "API key lacks the needed scope")
+ServiceUnavailable = _error("ServiceUnavailable", 503, "service-unavailable", "Service unavailable")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """The problem+json body every error carries."""
+
+    type: str = Field(examples=["/problems/member-not-found"])
+    title: str
+    status: int
+    detail: str
+    errors: list[ValidationIssue] | None = None
+
+
+def problem_response(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_responses(*errors: type[LoyaltyError]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for an endpoint, so the errors it can return show in the OpenAPI."""
+    by_status: dict[int, list[str]] = {}
+    for err in errors:
+        by_status.setdefault(err.status, []).append(err.slug)
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": ", ".join(sorted(slugs)),
+        }
+        for status, slugs in by_status.items()
+    }
+
+
+async def _loyalty_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoyaltyError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(exc.status, exc.slug, exc.title, exc.detail, headers=headers, **exc.extra)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    issues = [
+        {"loc": [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())], "msg": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    first = issues[0] if issues else {"loc": [], "msg": "invalid"}
+    detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return problem_response(422, "validation-error", "Request is not valid", detail, errors=issues)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slugs = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 401: "unauthorized"}
+    slug = slugs.get(exc.status_code, "http-error")
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_unavailable(exc):
+        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            503, "service-unavailable", "Service unavailable",
+            "The database is not answering; retry later.", headers={"Retry-After": "1"},
+        )
+    log.exception("unhandled error during %s %s", request.method, request.url.path)
+    return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LoyaltyError, _loyalty_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

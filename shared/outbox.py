@@ -1,0 +1,230 @@
+"""Transactional outbox: events are rows written in the transaction of the change they describe, and a
+relay publishes them to Kafka in order.
+
+A crash anywhere loses nothing and may publish a row twice; consumers skip the copy by event id.
+With several instances on PostgreSQL only the one holding a session advisory lock publishes, so rows go
+out in id order (per member, in the order they were written). The lock lives on a connection the leader
+keeps, so it moves to another instance as soon as the leader dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from shared.context import current_correlation_id
+from shared.db import Database, UTCDateTime, utcnow
+from shared.events import EventData
+from shared.kafka import make_producer, topic_name
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LOCK_ID = 0x10_7A_17  # one id per database; each service has its own database
+KEEP_PUBLISHED = timedelta(days=1)
+DIRTY = "outbox_dirty"
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("topic", String(100), nullable=False),
+        Column("key", String(64), nullable=False),
+        Column("event_type", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("published_at", UTCDateTime, nullable=True),
+        Index(
+            "ix_outbox_unpublished", "id",
+            postgresql_where=Column("published_at").is_(None),
+            sqlite_where=Column("published_at").is_(None),
+        ),
+    )
+
+
+class Outbox:
+    """Writes events for one service; ``add`` only stages rows in the caller's transaction."""
+
+    def __init__(self, table: Table, source: str) -> None:
+        self.table = table
+        self.source = source
+
+    async def add(self, session: AsyncSession, *events: EventData) -> None:
+        if not events:
+            return
+        correlation = current_correlation_id()
+        rows = []
+        for data in events:
+            envelope = data.envelope(self.source, correlation)
+            rows.append({
+                "event_id": envelope.id, "topic": data.TOPIC.value, "key": data.member_id,
+                "event_type": data.TYPE, "payload": envelope.model_dump_json(), "created_at": envelope.time,
+            })
+        await session.execute(self.table.insert(), rows)
+        session.info[DIRTY] = True
+
+
+class OutboxRelay:
+    def __init__(
+        self, db: Database, table: Table, *, bootstrap: str, topic_prefix: str, client_id: str,
+        poll_seconds: float = 0.2, batch_size: int = 500,
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.client_id = client_id
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.producer: AIOKafkaProducer | None = None
+        self.kafka_ok = False
+        self.published = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._leader_conn: AsyncConnection | None = None
+        self._last_purge = 0.0
+        db.after_commit(self.wake_if_dirty)
+
+    def wake_if_dirty(self, session: AsyncSession) -> None:
+        if session.info.pop(DIRTY, False):
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.client_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._drop_producer()
+        await self._drop_leadership()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                sent = await self.publish_once()
+                backoff = 0.2
+                if sent < self.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                self.kafka_ok = False
+                log.warning("outbox relay: Kafka unavailable (%s); retrying in %.1fs", exc, backoff)
+                await self._drop_producer()  # a fresh idempotent producer after failures keeps sequences sane
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception as exc:
+                log.warning("outbox relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff)
+                await self._drop_leadership()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def publish_once(self) -> int:
+        """Publish one batch of unpublished rows; returns how many were sent."""
+        if not await self._is_leader():
+            return 0
+        t = self.table
+        async with self.db.read() as session:
+            rows = (await session.execute(
+                select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+                .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
+            )).all()
+        if not rows:
+            await self._purge_published()
+            return 0
+        producer = await self._producer()
+        futures = [
+            await producer.send(
+                topic_name(self.topic_prefix, row.topic), value=row.payload.encode(), key=row.key.encode()
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        self.kafka_ok = True
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=utcnow())
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def check_kafka(self, timeout: float = 1.5) -> bool:
+        """An active probe for /readyz: can the producer's client fetch metadata now?"""
+        if self.producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout)
+        except (TimeoutError, KafkaError, OSError):
+            return False
+        return True
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            producer = make_producer(self.bootstrap, self.client_id)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self.producer = producer
+        return self.producer
+
+    async def _drop_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+
+    async def _is_leader(self) -> bool:
+        if self.db.dialect != "postgresql":
+            return True  # SQLite: one process owns the file
+        if self._leader_conn is not None:
+            await self._leader_conn.exec_driver_sql("SELECT 1")  # raises if the lock's connection died
+            await self._leader_conn.commit()
+            return True
+        conn = await self.db.engine.connect()
+        try:
+            got = (await conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({OUTBOX_LOCK_ID})")).scalar()
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
+        if got:
+            self._leader_conn = conn
+            log.info("outbox relay %s is the publisher", self.client_id)
+            return True
+        await conn.close()
+        await asyncio.sleep(1.0)  # a follower checks now and then whether the leader is gone
+        return False
+
+    async def _drop_leadership(self) -> None:
+        conn, self._leader_conn = self._leader_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _purge_published(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_purge < 60:
+            return
+        self._last_purge = loop_time
+        async with self.db.transaction() as session:
+            await session.execute(
+                delete(self.table).where(self.table.c.published_at < utcnow() - KEEP_PUBLISHED)
+            )

@@ -1,0 +1,184 @@
+"""One way to assemble a service: its FastAPI app with the database, keys, outbox relay, consumer and
+scheduled jobs opened and closed in the lifespan.
+
+Kafka is joined in the background: a service starts and takes writes while the broker is away (the
+outbox keeps the events), and its relay and consumer begin as soon as the topics can be ensured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy import MetaData
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.auth import KeyStore
+from shared.consumer import EventConsumer, Handler
+from shared.context import correlation_id
+from shared.db import Database
+from shared.errors import install_error_handlers
+from shared.events import Topic
+from shared.health import router as health_router
+from shared.kafka import all_topic_names, ensure_topics
+from shared.metrics import MetricsMiddleware, metrics_endpoint
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Job = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    metadata: MetaData
+    routers: list[APIRouter]
+    consumes: list[Topic] = field(default_factory=list)
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    jobs: list[tuple[float, Job]] = field(default_factory=list)
+    openapi_tags: list[dict[str, str]] = field(default_factory=list)
+
+
+class Runtime:
+    """What a running service holds; endpoints reach it as ``request.app.state.runtime``."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        self.keys = KeyStore(
+            settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None,
+            settings.api_keys_file,
+        )
+        self.relay: OutboxRelay | None = None
+        self.consumer: EventConsumer | None = None
+        if settings.kafka_enabled:
+            self.relay = OutboxRelay(
+                self.db, spec.metadata.tables["outbox"], bootstrap=settings.kafka_bootstrap_servers,
+                topic_prefix=settings.kafka_topic_prefix, client_id=f"{spec.name}-{uuid.uuid4().hex[:8]}",
+                poll_seconds=settings.outbox_poll_seconds,
+            )
+            if spec.consumes:
+                self.consumer = EventConsumer(
+                    self.db, spec.metadata.tables["inbox"], service=spec.name,
+                    bootstrap=settings.kafka_bootstrap_servers, topic_prefix=settings.kafka_topic_prefix,
+                    topics=spec.consumes, handlers=spec.handlers, max_attempts=settings.consumer_max_attempts,
+                )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self._join_kafka(), name=f"{self.spec.name}-kafka"))
+        for interval, job in self.spec.jobs:
+            self._tasks.append(asyncio.create_task(self._every(interval, job), name=f"{self.spec.name}-job"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        await self.db.dispose()
+
+    async def _join_kafka(self) -> None:
+        settings = self.settings
+        delay = 0.5
+        while True:
+            try:
+                await ensure_topics(settings.kafka_bootstrap_servers,
+                                    all_topic_names(settings.kafka_topic_prefix), settings.kafka_partitions)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: Kafka not reachable yet (%s); retrying in %.1fs", self.spec.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        assert self.relay is not None
+        await self.relay.start()
+        if self.consumer is not None:
+            await self.consumer.start()
+
+    async def _every(self, interval: float, job: Job) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: scheduled job %s failed; next run in %.0fs",
+                              self.spec.name, getattr(job, "__name__", job), interval)
+
+
+class CorrelationMiddleware:
+    """Takes ``X-Correlation-ID`` from the caller (or makes one) so events caused by a request carry it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        value = None
+        for name, raw in scope.get("headers", ()):
+            if name == b"x-correlation-id":
+                value = raw.decode("latin-1")[:64] or None
+        token = correlation_id.set(value or str(uuid.uuid4()))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            correlation_id.reset(token)
+
+
+def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(spec, settings)
+        app.state.runtime = runtime
+        app.state.db = runtime.db
+        app.state.keys = runtime.keys
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=spec.title, description=spec.description, version="1.0.0", lifespan=lifespan,
+        openapi_tags=spec.openapi_tags or None,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    for router in spec.routers:
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, service=spec.name)
+    app.add_middleware(CorrelationMiddleware)
+    return app
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def database(request: Request) -> Database:
+    """Dependency: the service's database; endpoints open their transaction with ``db.transaction()``."""
+    db: Database = request.app.state.db
+    return db

@@ -1,0 +1,47 @@
+"""Settings pieces common to the three services.
+
+Each service subclasses ``ServiceSettings`` with its own env prefix (``POINTS_``...), so its database URL is
+``POINTS_DATABASE_URL``; the settings every service shares (Kafka, keys) keep their contract names.
+Nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_KEYS = {"changeme", "admin", "secret", "dev-admin-key"}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str = "service"
+    database_url: str = "sqlite+aiosqlite:///./.data/service.db"
+    database_pool_size: int = Field(10, ge=1, le=200)
+
+    environment: str = Field("development", validation_alias="LOYALTY_ENV")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_topic_prefix: str = Field(
+        "", validation_alias="KAFKA_TOPIC_PREFIX",
+        description="Prepended to every topic name; lets test runs and tenants share one broker.",
+    )
+    kafka_partitions: int = Field(12, ge=1, validation_alias="KAFKA_PARTITIONS")
+    kafka_enabled: bool = Field(
+        True, validation_alias="LOYALTY_KAFKA_ENABLED",
+        description="Off only for tests of one service's HTTP API: no relay, no consumers.",
+    )
+    consumer_max_attempts: int = Field(5, ge=1, validation_alias="LOYALTY_CONSUMER_MAX_ATTEMPTS")
+    outbox_poll_seconds: float = Field(0.2, gt=0, validation_alias="LOYALTY_OUTBOX_POLL_SECONDS")
+
+    bootstrap_admin_key: SecretStr | None = Field(None, validation_alias="LOYALTY_BOOTSTRAP_ADMIN_KEY")
+    api_keys_file: Path | None = Field(None, validation_alias="LOYALTY_API_KEYS_FILE")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        key = self.bootstrap_admin_key.get_secret_value() if self.bootstrap_admin_key else None
+        if self.environment != "development" and key is not None and (key in PLACEHOLDER_KEYS or len(key) < 16):
+            raise ValueError("LOYALTY_BOOTSTRAP_ADMIN_KEY is a placeholder or shorter than 16 characters")
+        return self
