@@ -204,6 +204,7 @@ class TierChanged(EventData):
     from_tier: str | None
     to_tier: str
     rank: int = Field(description="Position of to_tier in the tier list, 0 for the lowest.")
+    ladder: list[str] = Field(default_factory=list, description="All tier ids, lowest first, at the time.")
     earn_multiplier: Decimal
     reason: str
     at: datetime
