@@ -35,12 +35,10 @@ test-quick: install postgres kafka ## Skips the slow fault tests
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check shared services tests
 	$(BIN)/mypy shared services
 
 format: install
 	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format shared services tests
 
 clean:
 	-deploy/local/kafka.sh stop

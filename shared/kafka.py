@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -48,10 +49,8 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeo
             return
         new = [NewTopic(n, num_partitions=partitions, replication_factor=1, topic_configs=TOPIC_CONFIG)
                for n in missing]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another instance created them first
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another instance created them first
         log.info("created topics %s", ", ".join(missing))
     finally:
         await admin.close()

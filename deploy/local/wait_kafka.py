@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -30,10 +31,8 @@ async def _attempt(bootstrap: str, attempt_timeout: float) -> list[str]:
         await admin.start()
         return await admin.list_topics()
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await admin.close()
-        except Exception:
-            pass
 
 
 async def wait(bootstrap: str, timeout: float, quiet: bool) -> bool:

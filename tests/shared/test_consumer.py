@@ -100,7 +100,7 @@ async def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves
         records = sorted((r for batch in batches.values() for r in batch), key=lambda r: r.offset)
     finally:
         await dlt.stop()
-    assert [r.value for r in records][0] == b"{not json"
+    assert records[0].value == b"{not json"
     headers = [dict(r.headers) for r in records]
     assert all(r.key == b"k" for r in records)
     assert headers[0]["origin"] == b"test" and headers[0]["dlt.original_topic"] == topic.encode()
