@@ -92,9 +92,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for failures of the database's reachability, not of the statement: worth retrying later."""
-    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, OSError)):
+    if isinstance(exc, UNAVAILABLE_ERRORS):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db import is_unavailable
+from shared.db import UNAVAILABLE_ERRORS, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,17 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503, "service-unavailable", "Service unavailable", "The database is not answering; retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if is_unavailable(exc):
-        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
-        return problem_response(
-            503, "service-unavailable", "Service unavailable",
-            "The database is not answering; retry later.", headers={"Retry-After": "1"},
-        )
+        return await _unavailable(request, exc)
     log.exception("unhandled error during %s %s", request.method, request.url.path)
     return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
 
@@ -139,4 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LoyaltyError, _loyalty_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Registered by class so they are answered without the server logging a stack trace for an outage.
+    for unavailable in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)
