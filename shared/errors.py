@@ -107,10 +107,12 @@ async def _loyalty_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    issues = [
-        {"loc": [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())], "msg": err.get("msg", "")}
-        for err in exc.errors()
-    ]
+    issues = []
+    for err in exc.errors():
+        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))  # name the tag field
+        issues.append({"loc": loc, "msg": err.get("msg", "")})
     first = issues[0] if issues else {"loc": [], "msg": "invalid"}
     detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
     return problem_response(422, "validation-error", "Request is not valid", detail, errors=issues)

@@ -1,25 +1,31 @@
-"""HTTP endpoints of the points service: parse, call a use case, shape the answer."""
+"""HTTP endpoints of the points service: parse, call a use case in one transaction, shape the answer."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
-from services.points import schemas, service
+from services.points import rules, schemas, service
 from shared.auth import Principal, Scope, require
 from shared.db import Database
 from shared.errors import (
     CurrencyMismatch,
     Forbidden,
     IdempotencyConflict,
+    InsufficientPoints,
     InvalidRequest,
+    LoyaltyError,
     MemberInactive,
     MemberNotFound,
+    NotFound,
+    RefundExceedsPurchase,
     Unauthorized,
     problem_responses,
 )
+from shared.pagination import Cursor, Limit, Page
 from shared.runtime import database
 from shared.types import ID_PATTERN
 
@@ -27,14 +33,26 @@ router = APIRouter(prefix="/v1")
 
 Db = Annotated[Database, Depends(database)]
 MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["C-1001"])]
+ClientIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 AUTH_ERRORS = (Unauthorized, Forbidden, InvalidRequest)
-
-
-
 MembersRead = Annotated[Principal, Depends(require(Scope.MEMBERS_READ))]
 MembersWrite = Annotated[Principal, Depends(require(Scope.MEMBERS_WRITE))]
 PurchasesWrite = Annotated[Principal, Depends(require(Scope.PURCHASES_WRITE))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+def written(answer: dict[str, Any], created: bool) -> JSONResponse:
+    """201 for a new write, 200 for the replay of an identical earlier one."""
+    return JSONResponse(answer, status_code=201 if created else 200)
+
+
+def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str, dict[str, Any]]:
+    return {201: {"model": model, "description": "Created"},
+            200: {"model": model, "description": "Replay of an earlier identical request"},
+            **problem_responses(*errors, *AUTH_ERRORS)}
+
+
+# --- members ---------------------------------------------------------------------------------------
 
 
 @router.put(
@@ -42,12 +60,15 @@ Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
     response_model=schemas.Member, status_code=200,
     responses={201: {"model": schemas.Member, "description": "Enrolled"}, **problem_responses(*AUTH_ERRORS)},
 )
-async def put_member(member_id: MemberId, body: schemas.MemberIn, db: Db, _: MembersWrite) -> JSONResponse:
-    """Enroll a member (201) or update the fields given (200). Scope: `members:write`."""
+async def put_member(member_id: MemberId, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
+    """Enroll a member (201) or update the fields given (200). Scope: `members:write`; changing `status`
+    (active, suspended, closed) needs `admin`."""
+    if body.status is not None and not caller.allows(Scope.ADMIN):
+        raise Forbidden("Changing a member's status needs the 'admin' scope.")
     async with db.transaction() as session:
         member, created = await service.upsert_member(session, member_id, body)
         answer = service.member_out(member)
-    return JSONResponse(answer.model_dump(mode="json"), status_code=201 if created else 200)
+    return written(answer.model_dump(mode="json"), created)
 
 
 @router.get(
@@ -67,16 +88,58 @@ async def get_member(member_id: MemberId, db: Db, _: MembersRead) -> schemas.Mem
 async def get_balance(member_id: MemberId, db: Db, _: MembersRead) -> schemas.Balance:
     """Available and pending points, lifetime totals and what expires in the next 30 days.
     Scope: `members:read`."""
-    async with db.read() as session:
+    async with db.transaction() as session:
         return await service.balance_of(session, member_id)
+
+
+@router.get(
+    "/members/{member_id}/ledger", tags=["ledger"], summary="A member's ledger, newest first",
+    response_model=Page[schemas.LedgerEntry], responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
+)
+async def get_ledger(member_id: MemberId, db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None
+                     ) -> Page[schemas.LedgerEntry]:
+    """Every change of the balance with the balance after it. Pass `next_cursor` back as `cursor` for the
+    next page. Scope: `members:read`."""
+    async with db.read() as session:
+        items, next_cursor = await service.ledger_page(session, member_id, limit, cursor)
+    return Page[schemas.LedgerEntry](items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "/members/{member_id}/adjustments", tags=["ledger"], summary="Adjust a member's points by hand",
+    status_code=201, response_model=schemas.LedgerEntry,
+    responses=replay_responses(schemas.LedgerEntry, MemberNotFound, InsufficientPoints, IdempotencyConflict),
+)
+async def post_adjustment(member_id: MemberId, body: schemas.AdjustmentIn, db: Db, caller: Admin) -> JSONResponse:
+    """Adds or removes points with a reason; the key's name is recorded as the actor. A removal cannot take
+    the available balance below zero. Idempotent by `adjustment_id`. Scope: `admin`."""
+    async with db.transaction() as session:
+        answer, created = await service.adjust(session, member_id, body, caller.name)
+    return written(answer, created)
+
+
+@router.post(
+    "/members/{member_id}/transfers", tags=["ledger"], summary="Transfer points to another member",
+    status_code=201, response_model=schemas.TransferResult,
+    responses=replay_responses(schemas.TransferResult, MemberNotFound, MemberInactive, InsufficientPoints,
+                               IdempotencyConflict),
+)
+async def post_transfer(member_id: MemberId, body: schemas.TransferIn, db: Db, caller: Admin) -> JSONResponse:
+    """Moves available points in one transaction; the receiver's lots keep the sender's expiry dates
+    (households pool points this way). Idempotent by `transfer_id`. Scope: `admin`."""
+    async with db.transaction() as session:
+        answer, created = await service.transfer(session, member_id, body, caller.name)
+    return written(answer, created)
+
+
+# --- purchases -------------------------------------------------------------------------------------
 
 
 @router.post(
     "/purchases", tags=["purchases"], summary="Record a purchase and credit its points",
     response_model=schemas.PurchaseResult, status_code=201,
-    responses={200: {"model": schemas.PurchaseResult, "description": "Replay of an earlier identical request"},
-               **problem_responses(MemberNotFound, MemberInactive, CurrencyMismatch, IdempotencyConflict,
-                                   *AUTH_ERRORS)},
+    responses=replay_responses(schemas.PurchaseResult, MemberNotFound, MemberInactive, CurrencyMismatch,
+                               IdempotencyConflict),
 )
 async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> JSONResponse:
     """Credits the member in the same transaction that stores the purchase. Retrying with the same
@@ -84,7 +147,56 @@ async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> 
     Scope: `purchases:write`."""
     async with db.transaction() as session:
         answer, created = await service.record_purchase(session, body)
-    return JSONResponse(answer, status_code=201 if created else 200)
+    return written(answer, created)
+
+
+@router.post(
+    "/purchases/batch", tags=["purchases"], summary="Record up to 1000 purchases, each answered alone",
+    response_model=schemas.PurchaseBatchResult, responses=problem_responses(*AUTH_ERRORS),
+)
+async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: PurchasesWrite) -> schemas.PurchaseBatchResult:
+    """For tills catching up after being offline: each purchase is validated and recorded in its own
+    transaction, so one bad item fails alone. Each result carries the status and body that
+    `POST /v1/purchases` would have answered. Scope: `purchases:write`."""
+    results = []
+    for index, item in enumerate(body.purchases):
+        purchase_id = item.get("purchase_id") if isinstance(item.get("purchase_id"), str) else None
+        try:
+            purchase = schemas.PurchaseIn.model_validate(item)
+        except ValidationError as exc:
+            errors = [{"loc": ["body", "purchases", index, *[str(p) for p in e["loc"]]], "msg": e["msg"]}
+                      for e in exc.errors()]
+            results.append(schemas.BatchItemResult(purchase_id=purchase_id, status=422, body={
+                "type": "/problems/validation-error", "title": "Request is not valid", "status": 422,
+                "detail": f"{'.'.join(str(p) for p in errors[0]['loc'])}: {errors[0]['msg']}", "errors": errors}))
+            continue
+        try:
+            async with db.transaction() as session:
+                answer, created = await service.record_purchase(session, purchase)
+            results.append(schemas.BatchItemResult(purchase_id=purchase_id, status=201 if created else 200,
+                                                   body=answer))
+        except LoyaltyError as err:
+            results.append(schemas.BatchItemResult(purchase_id=purchase_id, status=err.status, body={
+                "type": f"/problems/{err.slug}", "title": err.title, "status": err.status, "detail": err.detail}))
+    return schemas.PurchaseBatchResult(results=results)
+
+
+@router.post(
+    "/purchases/{purchase_id}/refunds", tags=["purchases"], summary="Refund part or all of a purchase",
+    status_code=201, response_model=schemas.RefundResult,
+    responses=replay_responses(schemas.RefundResult, NotFound, RefundExceedsPurchase, IdempotencyConflict),
+)
+async def post_refund(purchase_id: ClientIdPath, body: schemas.RefundIn, db: Db, _: PurchasesWrite) -> JSONResponse:
+    """Takes back the purchase's points in proportion to the amount (bonus points on a full refund).
+    Several partial refunds may follow each other up to the purchase total. If the points were already
+    spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id`.
+    Scope: `purchases:write`."""
+    async with db.transaction() as session:
+        answer, created = await service.record_refund(session, purchase_id, body)
+    return written(answer, created)
+
+
+# --- program and rules -----------------------------------------------------------------------------
 
 
 @router.get(
@@ -105,3 +217,59 @@ async def put_program(body: schemas.ProgramIn, db: Db, _: Admin) -> schemas.Prog
     """Applies to purchases recorded from now on. Scope: `admin`."""
     async with db.transaction() as session:
         return schemas.Program.model_validate(await service.put_program(session, body), from_attributes=True)
+
+
+@router.get(
+    "/earning-rules", tags=["rules"], summary="Earning rules", response_model=Page[schemas.Rule],
+    responses=problem_responses(*AUTH_ERRORS),
+)
+async def list_rules(db: Db, _: Admin, limit: Limit = 50, cursor: Cursor = None) -> Page[schemas.Rule]:
+    """Rules in force or scheduled, by rule id. Scope: `admin`."""
+    async with db.read() as session:
+        rows, next_cursor = await rules.list_rules(session, limit, cursor)
+    return Page[schemas.Rule](items=[rules.rule_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/earning-rules", tags=["rules"], summary="Create an earning rule", status_code=201,
+    response_model=schemas.Rule, responses=replay_responses(schemas.Rule, IdempotencyConflict),
+)
+async def post_rule(body: schemas.RuleIn, db: Db, _: Admin) -> JSONResponse:
+    """A `multiplier` (a promotion on the categories, SKUs, stores or channels it matches) or a `bonus`
+    (`first_purchase`, `enrollment`, `birthday_month`, `referral`, `min_spend`). It applies to purchases whose
+    `occurred_at` falls in its window. Rule ids are never reused. Scope: `admin`."""
+    async with db.transaction() as session:
+        answer, created = await rules.create_rule(session, body)
+    return written(answer, created)
+
+
+@router.get(
+    "/earning-rules/{rule_id}", tags=["rules"], summary="An earning rule", response_model=schemas.Rule,
+    responses=problem_responses(NotFound, *AUTH_ERRORS),
+)
+async def get_rule(rule_id: ClientIdPath, db: Db, _: Admin) -> schemas.Rule:
+    """Scope: `admin`."""
+    async with db.read() as session:
+        return rules.rule_out(await rules.get_rule(session, rule_id))
+
+
+@router.patch(
+    "/earning-rules/{rule_id}", tags=["rules"], summary="Change an earning rule", response_model=schemas.Rule,
+    responses=problem_responses(NotFound, *AUTH_ERRORS),
+)
+async def patch_rule(rule_id: ClientIdPath, body: schemas.RulePatch, db: Db, _: Admin) -> schemas.Rule:
+    """Changes the fields given; the rule must still be valid as a whole. Points already earned stay.
+    Scope: `admin`."""
+    async with db.transaction() as session:
+        return rules.rule_out(await rules.patch_rule(session, rule_id, body))
+
+
+@router.delete(
+    "/earning-rules/{rule_id}", tags=["rules"], summary="Delete an earning rule", status_code=204,
+    response_class=Response, responses=problem_responses(NotFound, *AUTH_ERRORS),
+)
+async def delete_rule(rule_id: ClientIdPath, db: Db, _: Admin) -> Response:
+    """The rule stops applying; points already earned with it are not changed. Scope: `admin`."""
+    async with db.transaction() as session:
+        await rules.delete_rule(session, rule_id)
+    return Response(status_code=204)

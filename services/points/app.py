@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.points import consumers
+from services.points import consumers, jobs
 from services.points.api import router
 from services.points.models import Base
 from services.points.settings import Settings
@@ -18,10 +18,12 @@ SPEC = ServiceSpec(
     routers=[router],
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
+    jobs=[(60.0, jobs.expire_points)],
     openapi_tags=[
         {"name": "members", "description": "Enrolment, profiles and balances"},
-        {"name": "purchases", "description": "Purchases that earn points"},
-        {"name": "rules", "description": "Program settings"},
+        {"name": "purchases", "description": "Purchases and refunds: points earned and taken back"},
+        {"name": "ledger", "description": "Every change of a balance; adjustments and transfers"},
+        {"name": "rules", "description": "Program settings and earning rules"},
         {"name": "operations", "description": "Health and readiness"},
     ],
 )

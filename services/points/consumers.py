@@ -22,7 +22,13 @@ async def on_redemption_requested(session: AsyncSession, _: Envelope, data: Even
     await service.pay_redemption(session, data)
 
 
+async def on_redemption_cancelled(session: AsyncSession, _: Envelope, data: EventData) -> None:
+    assert isinstance(data, events.RedemptionCancelled)
+    await service.refund_redemption(session, data)
+
+
 HANDLERS: dict[str, Handler] = {
     events.TierChanged.TYPE: on_tier_changed,
     events.RedemptionRequested.TYPE: on_redemption_requested,
+    events.RedemptionCancelled.TYPE: on_redemption_cancelled,
 }

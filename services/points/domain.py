@@ -1,10 +1,16 @@
-"""Pure rules of the points service: earning arithmetic and the order lots are spent in. No I/O."""
+"""Pure rules of the points service: earning arithmetic, refund reversal and the order lots are used in.
+
+No I/O here: the use cases in service.py gather the facts, these functions decide.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
+
+BASE = "base"
+TIER = "tier"
 
 
 @dataclass(frozen=True)
@@ -15,13 +21,77 @@ class Line:
 
 
 @dataclass(frozen=True)
+class PurchaseFacts:
+    lines: tuple[Line, ...]
+    occurred_at: datetime  # with the offset the till sent: days of the week are the shop's days
+    store_id: str | None = None
+    channel: str | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal(0))
+
+
+@dataclass(frozen=True)
+class Window:
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    days_of_week: frozenset[int] = frozenset()  # ISO: 1 = Monday ... 7 = Sunday; empty = every day
+
+    def contains(self, moment: datetime) -> bool:
+        if self.valid_from is not None and moment < self.valid_from:
+            return False
+        if self.valid_until is not None and moment >= self.valid_until:
+            return False
+        return not self.days_of_week or moment.isoweekday() in self.days_of_week
+
+
+@dataclass(frozen=True)
+class MultiplierRule:
+    rule_id: str
+    factor: Decimal
+    categories: frozenset[str] = frozenset()
+    skus: frozenset[str] = frozenset()
+    stores: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+    window: Window = field(default_factory=Window)
+
+    def matches(self, purchase: PurchaseFacts, line: Line) -> bool:
+        """Every criterion given must match (a list matches when it holds the value)."""
+        return (
+            (not self.categories or line.category in self.categories)
+            and (not self.skus or line.sku in self.skus)
+            and (not self.stores or purchase.store_id in self.stores)
+            and (not self.channels or purchase.channel in self.channels)
+        )
+
+
+@dataclass(frozen=True)
+class BonusRule:
+    rule_id: str
+    points: int
+    trigger: str  # first_purchase | enrollment | birthday_month | referral | min_spend
+    min_spend: Decimal | None = None
+    window: Window = field(default_factory=Window)
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    first_purchase: bool = False
+    birth_month: int | None = None
+    birthday_bonus_year: int | None = None  # the last year a birthday bonus was given
+
+
+@dataclass(frozen=True)
 class Earning:
     points: int
     breakdown: list[tuple[str, int]]
+    bonus_points: int = 0
+    birthday_bonus: bool = False
 
     @property
     def rule_ids(self) -> list[str]:
-        return [rule_id for rule_id, _ in self.breakdown if rule_id not in ("base", "tier")]
+        return [rule_id for rule_id, _ in self.breakdown if rule_id not in (BASE, TIER)]
 
 
 def floor_points(value: Decimal) -> int:
@@ -29,22 +99,81 @@ def floor_points(value: Decimal) -> int:
 
 
 def compute_earning(
-    lines: list[Line], *, points_per_unit: Decimal, excluded_categories: frozenset[str] | set[str],
+    purchase: PurchaseFacts,
+    *,
+    points_per_unit: Decimal,
+    excluded_categories: frozenset[str] | set[str] = frozenset(),
+    multipliers: list[MultiplierRule] | tuple[MultiplierRule, ...] = (),
+    bonuses: list[BonusRule] | tuple[BonusRule, ...] = (),
     tier_multiplier: Decimal = Decimal(1),
+    member: MemberFacts = MemberFacts(),
 ) -> Earning:
-    """Points for a purchase and how they break down.
+    """Points for a purchase and which rule gave how many.
 
-    The total is floor(eligible amount x points per unit x tier multiplier). ``base`` is what the base rate
-    alone gives and ``tier`` the rest, so the breakdown always sums to the total and neither is negative
-    while the multiplier is at least 1.
+    points = floor(sum of eligible line amounts x points per unit x matching multipliers x tier multiplier)
+    + matching bonuses. Each multiplier is credited with what it adds when applied after the ones before it
+    (in rule id order), and ``tier`` with the rest, so the breakdown always sums to the total.
     """
-    eligible = sum((line.amount for line in lines if line.category not in excluded_categories), Decimal(0))
-    base = floor_points(eligible * points_per_unit)
-    total = floor_points(eligible * points_per_unit * tier_multiplier)
-    breakdown = [("base", base)]
-    if total != base:
-        breakdown.append(("tier", total - base))
-    return Earning(points=max(total, 0), breakdown=breakdown)
+    eligible = [line for line in purchase.lines if line.category not in excluded_categories]
+    active = sorted(
+        (rule for rule in multipliers if rule.window.contains(purchase.occurred_at)), key=lambda r: r.rule_id
+    )
+    factors = [Decimal(1)] * len(eligible)
+    raw = sum((line.amount for line in eligible), Decimal(0)) * points_per_unit
+    breakdown: list[tuple[str, int]] = [(BASE, floor_points(raw))]
+    previous = breakdown[0][1]
+    for rule in active:
+        touched = False
+        for i, line in enumerate(eligible):
+            if rule.matches(purchase, line):
+                factors[i] *= rule.factor
+                touched = True
+        if not touched:
+            continue
+        now = floor_points(sum((ln.amount * f for ln, f in zip(eligible, factors, strict=True)), Decimal(0))
+                           * points_per_unit)
+        breakdown.append((rule.rule_id, now - previous))
+        previous = now
+    with_tier = floor_points(
+        sum((ln.amount * f for ln, f in zip(eligible, factors, strict=True)), Decimal(0))
+        * points_per_unit * tier_multiplier
+    )
+    if with_tier != previous:
+        breakdown.append((TIER, with_tier - previous))
+
+    bonus_points = 0
+    birthday = False
+    for bonus in sorted(bonuses, key=lambda b: b.rule_id):
+        if bonus.trigger in ("enrollment", "referral") or not bonus.window.contains(purchase.occurred_at):
+            continue  # enrollment and referral bonuses are given by their own events, not by this purchase
+        if bonus.trigger == "first_purchase" and not member.first_purchase:
+            continue
+        if bonus.trigger == "min_spend" and (bonus.min_spend is None or purchase.total < bonus.min_spend):
+            continue
+        if bonus.trigger == "birthday_month":
+            year = purchase.occurred_at.year
+            if member.birth_month != purchase.occurred_at.month or member.birthday_bonus_year == year:
+                continue
+            birthday = True
+        breakdown.append((bonus.rule_id, bonus.points))
+        bonus_points += bonus.points
+    total = max(with_tier, 0) + bonus_points
+    return Earning(points=total, breakdown=breakdown, bonus_points=bonus_points, birthday_bonus=birthday)
+
+
+def reversal_for_refund(
+    *, earned_points: int, bonus_points: int, already_reversed: int, total: Decimal, refunded_before: Decimal,
+    amount: Decimal,
+) -> int:
+    """Points a refund takes back: the purchase's non-bonus points in proportion to the amount refunded so far
+    (cumulative, so several partial refunds add up exactly to a full one), plus the bonus points only when the
+    purchase is refunded in full."""
+    refunded = refunded_before + amount
+    base = earned_points - bonus_points
+    target = base if refunded >= total or total == 0 else floor_points(Decimal(base) * refunded / total)
+    if refunded >= total:
+        target += bonus_points
+    return max(target - already_reversed, 0)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
@@ -57,6 +57,21 @@ class Member(Base):
     pending: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    birthday_bonus_year: Mapped[int | None] = mapped_column(Integer)
+
+
+class EarningRule(Base):
+    """A promotion (multiplier) or a bonus. Deleting one only stamps ``deleted_at``: points already earned
+    keep pointing at it."""
+
+    __tablename__ = "earning_rule"
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Purchase(Base):
@@ -70,7 +85,21 @@ class Purchase(Base):
     total: Mapped[Decimal] = mapped_column(Money)
     refunded_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     points_earned: Mapped[int] = mapped_column(BigInteger)
+    bonus_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+    lot_id: Mapped[int | None] = mapped_column(BigInteger)
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Refund(Base):
+    __tablename__ = "refund"
+    refund_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("purchase.purchase_id"), index=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    points_reversed: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -88,6 +117,7 @@ class LedgerEntry(Base):
     refund_id: Mapped[str | None] = mapped_column(String(64))
     redemption_id: Mapped[str | None] = mapped_column(String(64))
     adjustment_id: Mapped[str | None] = mapped_column(String(64))
+    transfer_id: Mapped[str | None] = mapped_column(String(64))
     rule_ids: Mapped[list[str] | None] = mapped_column(JSON)
     actor: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
@@ -96,7 +126,10 @@ class LedgerEntry(Base):
 
 
 class Lot(Base):
-    """Points credited together that expire together; spends take the soonest-expiring lots first."""
+    """Points credited together that expire together; spends take the soonest-expiring lots first.
+
+    A lot is ``pending`` until ``available_at`` (the return window), then its remainder counts as available.
+    """
 
     __tablename__ = "lot"
     lot_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -107,8 +140,14 @@ class Lot(Base):
     earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pending: Mapped[bool] = mapped_column(default=False)
 
-    __table_args__ = (Index("ix_lot_member_expires", "member_id", "expires_at"),)
+    __table_args__ = (
+        Index("ix_lot_member_expires", "member_id", "expires_at"),
+        Index("ix_lot_due_expiry", "expires_at", postgresql_where=text("remaining > 0"),
+              sqlite_where=text("remaining > 0")),
+        Index("ix_lot_due_release", "available_at", postgresql_where=text("pending"), sqlite_where=text("pending")),
+    )
 
 
 class RedemptionDebit(Base):

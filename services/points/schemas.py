@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.types import Amount, ClientId, Currency, Timestamp
 
@@ -18,6 +18,7 @@ class Strict(BaseModel):
 
 
 class MemberIn(Strict):
+    status: MemberStatus | None = Field(None, description="Only an `admin` key may change it.")
     name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     phone: str | None = Field(None, max_length=32, pattern=r"^\+?[0-9 ()./-]{3,32}$")
@@ -47,8 +48,8 @@ class Expiring(BaseModel):
 
 class Balance(BaseModel):
     member_id: str
-    available: int
-    pending: int
+    available: int = Field(description="Spendable now; negative when a refund took back points already spent")
+    pending: int = Field(description="Earned but inside the return window (`pending_days`)")
     lifetime_earned: int
     lifetime_spent: int
     expiring: list[Expiring]
@@ -124,4 +125,178 @@ class Program(BaseModel):
     expiry_days: int
     pending_days: int
     excluded_categories: list[str]
+    updated_at: datetime
+
+
+# --- refunds, adjustments, transfers, ledger ---------------------------------------------------------
+
+
+class RefundIn(Strict):
+    refund_id: ClientId
+    amount: Amount = Field(gt=0)
+    occurred_at: Timestamp
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"refund_id": "store-12:rf-9", "amount": "10.00", "occurred_at": "2026-11-21T09:00:00Z"}]})
+
+
+class RefundResult(BaseModel):
+    refund_id: str
+    purchase_id: str
+    points_reversed: int
+    balance: BalanceShort
+
+
+class AdjustmentIn(Strict):
+    adjustment_id: ClientId
+    points: int = Field(ge=-1_000_000_000, le=1_000_000_000)
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _nonzero(self) -> AdjustmentIn:
+        if self.points == 0:
+            raise ValueError("points must not be zero")
+        return self
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"adjustment_id": "ticket-4711", "points": 250, "reason": "Goodwill for a late delivery"}]})
+
+
+class TransferIn(Strict):
+    transfer_id: ClientId
+    to_member_id: ClientId
+    points: int = Field(gt=0, le=1_000_000_000)
+    reason: str | None = Field(None, max_length=500)
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"transfer_id": "family-2026-1", "to_member_id": "C-1002", "points": 100, "reason": "Household pool"}]})
+
+
+class LedgerEntry(BaseModel):
+    entry_id: int
+    kind: Literal["earn", "bonus", "reversal", "spend", "refund", "expire", "adjust", "transfer_out",
+                  "transfer_in"]
+    points: int
+    balance_after: int = Field(description="available + pending after this entry: the sum of the ledger so far")
+    occurred_at: datetime
+    purchase_id: str | None = None
+    refund_id: str | None = None
+    redemption_id: str | None = None
+    adjustment_id: str | None = None
+    transfer_id: str | None = None
+    rule_ids: list[str] | None = None
+    actor: str | None = None
+    reason: str | None = None
+
+
+class TransferResult(BaseModel):
+    transfer_id: str
+    from_member_id: str
+    to_member_id: str
+    points: int
+    entries: list[LedgerEntry]
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+
+class PurchaseBatchIn(Strict):
+    purchases: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000,
+        description="Up to 1000 purchase bodies; each is validated and answered on its own.")
+
+
+class BatchItemResult(BaseModel):
+    purchase_id: str | None
+    status: int
+    body: dict[str, Any]
+
+
+class PurchaseBatchResult(BaseModel):
+    results: list[BatchItemResult]
+
+
+# --- earning rules ---------------------------------------------------------------------------------
+
+
+class RuleWindow(Strict):
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
+
+    @field_validator("valid_until")
+    @classmethod
+    def _window_in_order(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("valid_from")
+        if value is not None and start is not None and value <= start:
+            raise ValueError("valid_until must be after valid_from")
+        return value
+
+
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=500)]
+
+
+class Match(Strict):
+    categories: Names | None = None
+    skus: Names | None = None
+    stores: Names | None = None
+    channels: Names | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Match:
+        if not any([self.categories, self.skus, self.stores, self.channels]):
+            raise ValueError("match must name at least one of categories, skus, stores, channels")
+        return self
+
+
+class MultiplierRuleIn(RuleWindow):
+    rule_id: ClientId
+    kind: Literal["multiplier"]
+    factor: Decimal = Field(gt=0, le=100, max_digits=8, decimal_places=4, allow_inf_nan=False)
+    match: Match
+    days_of_week: list[Annotated[int, Field(ge=1, le=7)]] | None = Field(None, max_length=7)
+
+
+class BonusRuleIn(RuleWindow):
+    rule_id: ClientId
+    kind: Literal["bonus"]
+    points: int = Field(gt=0, le=1_000_000)
+    trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"]
+    min_spend: Amount | None = Field(None, validate_default=True)
+
+    @field_validator("min_spend")
+    @classmethod
+    def _min_spend_given(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if info.data.get("trigger") == "min_spend" and value is None:
+            raise ValueError("min_spend is required for the min_spend trigger")
+        return value
+
+
+RuleIn = Annotated[MultiplierRuleIn | BonusRuleIn, Field(discriminator="kind")]
+
+
+class RulePatch(Strict):
+    """Fields to change; the rule is validated again as a whole."""
+
+    factor: Decimal | None = Field(None, gt=0, le=100, max_digits=8, decimal_places=4, allow_inf_nan=False)
+    match: Match | None = None
+    days_of_week: list[Annotated[int, Field(ge=1, le=7)]] | None = None
+    points: int | None = Field(None, gt=0, le=1_000_000)
+    trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"] | None = None
+    min_spend: Amount | None = None
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
+
+
+class Rule(BaseModel):
+    rule_id: str
+    kind: Literal["multiplier", "bonus"]
+    factor: Decimal | None = None
+    match: dict[str, list[str]] | None = None
+    days_of_week: list[int] | None = None
+    points: int | None = None
+    trigger: str | None = None
+    min_spend: Decimal | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    created_at: datetime
     updated_at: datetime

@@ -1,15 +1,19 @@
-"""Use cases of the points service, one transaction each (the caller commits; these only flush)."""
+"""Use cases of the points service, one transaction each (the caller commits; these only flush).
+
+Every use case that moves points locks the member row first, then settles it (pending points that matured,
+lots that expired), so what it decides on is the balance as of now.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.points import domain, schemas
+from services.points import domain, ledger, rules, schemas
 from services.points.models import (
     LedgerEntry,
     Lot,
@@ -17,14 +21,24 @@ from services.points.models import (
     Program,
     Purchase,
     RedemptionDebit,
+    Refund,
     idempotency,
     outbox,
 )
 from shared import events
 from shared.db import utcnow
-from shared.errors import CurrencyMismatch, MemberInactive, MemberNotFound
+from shared.errors import (
+    CurrencyMismatch,
+    InsufficientPoints,
+    InvalidRequest,
+    MemberInactive,
+    MemberNotFound,
+    NotFound,
+    RefundExceedsPurchase,
+)
 from shared.idempotency import IdempotencyKeys, request_hash
 from shared.outbox import Outbox
+from shared.pagination import decode_cursor, encode_cursor
 
 SOURCE = "points"
 OUTBOX = Outbox(outbox, SOURCE)
@@ -64,35 +78,41 @@ async def put_program(session: AsyncSession, body: schemas.ProgramIn) -> Program
 def member_out(member: Member) -> schemas.Member:
     return schemas.Member(
         member_id=member.member_id, name=member.name, email=member.email, phone=member.phone,
-        birth_date=member.birth_date, referred_by=member.referred_by, status=member.status,  # type: ignore[arg-type]
+        birth_date=member.birth_date, referred_by=member.referred_by, status=member.status,
         enrolled_at=member.enrolled_at, tier=member.tier_id,
     )
 
 
 def _member_event(member: Member, cls: type[events.MemberEnrolled]) -> events.MemberEnrolled:
     return cls(
-        member_id=member.member_id, status=member.status,  # type: ignore[arg-type]
+        member_id=member.member_id, status=member.status,
         enrolled_at=member.enrolled_at, birth_month=member.birth_date.month if member.birth_date else None,
         referred_by=member.referred_by,
     )
 
 
+def _snapshot(member: Member) -> events.BalanceSnapshot:
+    return events.BalanceSnapshot(available=member.available, pending=member.pending)
+
+
 async def upsert_member(session: AsyncSession, member_id: str, body: schemas.MemberIn) -> tuple[Member, bool]:
-    """Enroll a member, or update the fields given; returns (member, created)."""
+    """Enroll a member (with any enrollment bonus), or update the fields given; returns (member, created)."""
     member = await session.get(Member, member_id, with_for_update=True)
     now = utcnow()
     if member is None:
+        fields = body.model_dump(exclude={"status"})
         member = Member(
-            member_id=member_id, status="active", enrolled_at=now, updated_at=now,
+            member_id=member_id, status=body.status or "active", enrolled_at=now, updated_at=now,
             earn_multiplier=Decimal(1), available=0, pending=0, lifetime_earned=0, lifetime_spent=0,
-            **body.model_dump(),
+            purchase_count=0, **fields,
         )
         session.add(member)
         await session.flush()
         await OUTBOX.add(session, _member_event(member, events.MemberEnrolled))
+        await _enrollment_bonus(session, member)
         return member, True
     changes = body.model_dump(exclude_unset=True)
-    changed = {k: v for k, v in changes.items() if getattr(member, k) != v}
+    changed = {k: v for k, v in changes.items() if v is not None and getattr(member, k) != v}
     if changed:
         for field, value in changed.items():
             setattr(member, field, value)
@@ -102,6 +122,25 @@ async def upsert_member(session: AsyncSession, member_id: str, body: schemas.Mem
     return member, False
 
 
+async def _enrollment_bonus(session: AsyncSession, member: Member) -> None:
+    _, bonuses = await rules.active_rules(session)
+    program = await get_program(session)
+    for bonus in sorted(bonuses, key=lambda b: b.rule_id):
+        if bonus.trigger == "enrollment" and bonus.window.contains(member.enrolled_at):
+            await _bonus(session, member, program, bonus)
+
+
+async def _bonus(session: AsyncSession, member: Member, program: Program, bonus: domain.BonusRule,
+                 **refs: Any) -> None:
+    now = utcnow()
+    await ledger.credit(session, member, "bonus", bonus.points, rule_ids=[bonus.rule_id],
+                        expires_at=ledger.expiry_for(now, program.expiry_days), **refs)
+    await OUTBOX.add(session, events.PointsEarned(
+        member_id=member.member_id, points=bonus.points, balance=_snapshot(member), occurred_at=now,
+        purchase_id=refs.get("purchase_id"),
+    ))
+
+
 async def get_member(session: AsyncSession, member_id: str, *, for_update: bool = False) -> Member:
     member = await session.get(Member, member_id, with_for_update=for_update)
     if member is None:
@@ -109,9 +148,30 @@ async def get_member(session: AsyncSession, member_id: str, *, for_update: bool 
     return member
 
 
+async def _locked_member(session: AsyncSession, member_id: str) -> Member:
+    """The member row locked and settled as of now (with a points.expired event if lots expired)."""
+    member = await get_member(session, member_id, for_update=True)
+    await _settle(session, member)
+    return member
+
+
+async def _settle(session: AsyncSession, member: Member) -> None:
+    expired = await ledger.settle(session, member)
+    if expired:
+        await OUTBOX.add(session, events.PointsExpired(member_id=member.member_id, points=expired,
+                                                       balance=_snapshot(member)))
+
+
 async def balance_of(session: AsyncSession, member_id: str) -> schemas.Balance:
+    """One indexed row for the figures plus the lots that expire within 30 days. Lots that are due
+    (matured or expired) are settled first, which only happens when such a lot exists."""
     member = await get_member(session, member_id)
     now = utcnow()
+    due = (await session.execute(
+        select(Lot.lot_id).where(Lot.member_id == member_id, ledger.due_lots_clause(now)).limit(1)
+    )).first()
+    if due is not None:
+        member = await _locked_member(session, member_id)
     rows = (await session.execute(
         select(Lot.expires_at, Lot.remaining)
         .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= now + EXPIRING_WINDOW)
@@ -128,53 +188,29 @@ async def balance_of(session: AsyncSession, member_id: str) -> schemas.Balance:
     )
 
 
-# --- ledger primitives -----------------------------------------------------------------------------
+async def ledger_page(session: AsyncSession, member_id: str, limit: int, cursor: str | None
+                      ) -> tuple[list[schemas.LedgerEntry], str | None]:
+    """Newest first, keyset on entry_id so a page costs the same however long the ledger is."""
+    await get_member(session, member_id)
+    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    if cursor:
+        (before,) = decode_cursor(cursor, 1)
+        if not isinstance(before, int):
+            raise InvalidRequest("cursor: not a cursor this service gave out")
+        query = query.where(LedgerEntry.entry_id < before)
+    rows = list((await session.execute(query.order_by(LedgerEntry.entry_id.desc()).limit(limit + 1))).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [entry_out(e) for e in rows], encode_cursor([rows[-1].entry_id]) if more else None
 
 
-async def _append_entry(session: AsyncSession, member: Member, kind: str, points: int, **refs: Any) -> LedgerEntry:
-    entry = LedgerEntry(
-        member_id=member.member_id, kind=kind, points=points, balance_after=member.available,
-        occurred_at=utcnow(), **refs,
+def entry_out(entry: LedgerEntry) -> schemas.LedgerEntry:
+    return schemas.LedgerEntry(
+        entry_id=entry.entry_id, kind=entry.kind, points=entry.points,
+        balance_after=entry.balance_after, occurred_at=entry.occurred_at, purchase_id=entry.purchase_id,
+        refund_id=entry.refund_id, redemption_id=entry.redemption_id, adjustment_id=entry.adjustment_id,
+        transfer_id=entry.transfer_id, rule_ids=entry.rule_ids, actor=entry.actor, reason=entry.note,
     )
-    session.add(entry)
-    await session.flush()
-    return entry
-
-
-async def _credit(
-    session: AsyncSession, member: Member, program: Program, kind: str, points: int, **refs: Any
-) -> LedgerEntry:
-    """Credit points as a new lot expiring ``expiry_days`` from now."""
-    now = utcnow()
-    member.available += points
-    member.lifetime_earned += points
-    entry = await _append_entry(session, member, kind, points, **refs)
-    if points > 0:
-        session.add(Lot(
-            member_id=member.member_id, entry_id=entry.entry_id, points=points, remaining=points, earned_at=now,
-            expires_at=now + timedelta(days=program.expiry_days), available_at=now,
-        ))
-    return entry
-
-
-async def _debit(session: AsyncSession, member: Member, kind: str, points: int, **refs: Any) -> LedgerEntry:
-    """Take points from the soonest-expiring lots (the caller has checked the balance covers them)."""
-    lots = (await session.execute(
-        select(Lot).where(Lot.member_id == member.member_id, Lot.remaining > 0)
-        .order_by(Lot.expires_at, Lot.lot_id).with_for_update()
-    )).scalars().all()
-    by_id = {lot.lot_id: lot for lot in lots}
-    states = [domain.LotState(lot.lot_id, lot.remaining, lot.expires_at) for lot in lots]
-    for lot_id, taken in domain.take_from_lots(states, points):
-        by_id[lot_id].remaining -= taken
-    member.available -= points
-    if kind == "spend":
-        member.lifetime_spent += points
-    return await _append_entry(session, member, kind, -points, **refs)
-
-
-def _snapshot(member: Member) -> events.BalanceSnapshot:
-    return events.BalanceSnapshot(available=member.available, pending=member.pending)
 
 
 # --- purchases -------------------------------------------------------------------------------------
@@ -188,26 +224,41 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
     program = await get_program(session)
     if body.currency != program.currency:
         raise CurrencyMismatch(f"The program runs in {program.currency}; this purchase is in {body.currency}.")
-    member = await get_member(session, body.member_id, for_update=True)
+    member = await _locked_member(session, body.member_id)
     if member.status != "active":
         raise MemberInactive(f"Member '{member.member_id}' is {member.status} and earns no points.")
 
-    lines = (
-        [domain.Line(line.unit_price * line.quantity, line.category, line.sku) for line in body.lines]
-        if body.lines else [domain.Line(body.total)]
+    multipliers, bonuses = await rules.active_rules(session)
+    facts = domain.PurchaseFacts(
+        lines=tuple(domain.Line(line.unit_price * line.quantity, line.category, line.sku) for line in body.lines)
+        if body.lines else (domain.Line(body.total),),
+        occurred_at=body.occurred_at, store_id=body.store_id, channel=body.channel,
     )
+    first_purchase = member.purchase_count == 0
     earning = domain.compute_earning(
-        lines, points_per_unit=program.points_per_unit,
-        excluded_categories=set(program.excluded_categories), tier_multiplier=member.earn_multiplier,
+        facts, points_per_unit=program.points_per_unit, excluded_categories=set(program.excluded_categories),
+        multipliers=multipliers, bonuses=bonuses, tier_multiplier=member.earn_multiplier,
+        member=domain.MemberFacts(first_purchase=first_purchase,
+                                  birth_month=member.birth_date.month if member.birth_date else None,
+                                  birthday_bonus_year=member.birthday_bonus_year),
     )
+    occurred = body.occurred_at.astimezone(UTC)
+    available_at = occurred + timedelta(days=program.pending_days) if program.pending_days else None
+    _, lot = await ledger.credit(
+        session, member, "earn", earning.points, purchase_id=body.purchase_id, rule_ids=earning.rule_ids or None,
+        expires_at=ledger.expiry_for(occurred, program.expiry_days), available_at=available_at,
+    )
+    member.purchase_count += 1
+    if earning.birthday_bonus:
+        member.birthday_bonus_year = body.occurred_at.year
     session.add(Purchase(
         purchase_id=body.purchase_id, member_id=member.member_id, store_id=body.store_id, channel=body.channel,
         occurred_at=body.occurred_at, currency=body.currency, total=body.total, refunded_amount=Decimal(0),
-        points_earned=earning.points, recorded_at=utcnow(),
+        points_earned=earning.points, bonus_points=earning.bonus_points, points_reversed=0,
+        lot_id=lot.lot_id if lot else None, recorded_at=utcnow(),
         lines=[line.model_dump(mode="json") for line in body.lines] if body.lines else None,
     ))
-    await _credit(session, member, program, "earn", earning.points, purchase_id=body.purchase_id,
-                  rule_ids=earning.rule_ids or None)
+    status = "pending" if lot is not None and lot.pending else "credited"
     await OUTBOX.add(
         session,
         events.PurchaseRecorded(
@@ -216,17 +267,162 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
             points_earned=earning.points,
         ),
         events.PointsEarned(
-            member_id=member.member_id, purchase_id=body.purchase_id, points=earning.points,
+            member_id=member.member_id, purchase_id=body.purchase_id, points=earning.points, status=status,
             balance=_snapshot(member), occurred_at=body.occurred_at,
         ),
     )
+    if first_purchase and member.referred_by:
+        await _referral_bonus(session, member, program, bonuses, body.purchase_id)
     answer = schemas.PurchaseResult(
         purchase_id=body.purchase_id, member_id=member.member_id, points_earned=earning.points,
-        status="credited", breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earning.breakdown],
+        status=status, breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earning.breakdown],
         balance=schemas.BalanceShort(available=member.available, pending=member.pending),
     ).model_dump(mode="json")
     await IDEMPOTENCY.complete(session, "purchase", body.purchase_id, 201, answer)
     return answer, True
+
+
+async def _referral_bonus(session: AsyncSession, member: Member, program: Program,
+                          bonuses: list[domain.BonusRule], purchase_id: str) -> None:
+    """The referrer earns the referral bonuses when the member they brought makes a first purchase."""
+    now = utcnow()
+    due = [b for b in sorted(bonuses, key=lambda b: b.rule_id) if b.trigger == "referral" and b.window.contains(now)]
+    if not due or member.referred_by is None or member.referred_by == member.member_id:
+        return
+    referrer = await session.get(Member, member.referred_by, with_for_update=True)
+    if referrer is None or referrer.status != "active":
+        return
+    await _settle(session, referrer)
+    for bonus in due:
+        await _bonus(session, referrer, program, bonus, purchase_id=purchase_id)
+
+
+async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.RefundIn
+                        ) -> tuple[dict[str, Any], bool]:
+    """Reverse the purchase's points in proportion to the amount refunded (bonus points on a full refund).
+
+    Inside the return window the points come out of the purchase's pending lot first. If they were already
+    spent, ``available`` goes below zero and later credits repay it.
+    """
+    replay = await IDEMPOTENCY.claim(session, "refund", body.refund_id, request_hash({
+        "purchase_id": purchase_id, **body.model_dump()}))
+    if replay is not None:
+        return replay, False
+    purchase = await session.get(Purchase, purchase_id, with_for_update=True)
+    if purchase is None:
+        raise NotFound(f"No purchase '{purchase_id}'.")
+    left = purchase.total - purchase.refunded_amount
+    if body.amount > left:
+        raise RefundExceedsPurchase(
+            f"Only {left} of purchase '{purchase_id}' is not refunded yet; this refund asks for {body.amount}.")
+    member = await _locked_member(session, purchase.member_id)
+    points = domain.reversal_for_refund(
+        earned_points=purchase.points_earned, bonus_points=purchase.bonus_points,
+        already_reversed=purchase.points_reversed, total=purchase.total,
+        refunded_before=purchase.refunded_amount, amount=body.amount,
+    )
+    own_lot = await session.get(Lot, purchase.lot_id, with_for_update=True) if purchase.lot_id else None
+    purchase.refunded_amount += body.amount
+    purchase.points_reversed += points
+    if points:
+        await ledger.debit(session, member, "reversal", points, first=own_lot, purchase_id=purchase_id,
+                           refund_id=body.refund_id)
+    session.add(Refund(refund_id=body.refund_id, purchase_id=purchase_id, member_id=member.member_id,
+                       amount=body.amount, points_reversed=points, occurred_at=body.occurred_at,
+                       recorded_at=utcnow()))
+    await OUTBOX.add(
+        session,
+        events.PurchaseRefunded(
+            member_id=member.member_id, purchase_id=purchase_id, refund_id=body.refund_id,
+            occurred_at=body.occurred_at, currency=purchase.currency, amount=body.amount, points_reversed=points,
+            purchase_occurred_at=purchase.occurred_at,
+        ),
+        events.PointsReversed(member_id=member.member_id, purchase_id=purchase_id, refund_id=body.refund_id,
+                              points=points, balance=_snapshot(member)),
+    )
+    answer = schemas.RefundResult(
+        refund_id=body.refund_id, purchase_id=purchase_id, points_reversed=points,
+        balance=schemas.BalanceShort(available=member.available, pending=member.pending),
+    ).model_dump(mode="json")
+    await IDEMPOTENCY.complete(session, "refund", body.refund_id, 201, answer)
+    return answer, True
+
+
+# --- operators -------------------------------------------------------------------------------------
+
+
+async def adjust(session: AsyncSession, member_id: str, body: schemas.AdjustmentIn, actor: str
+                 ) -> tuple[dict[str, Any], bool]:
+    """A manual correction; a negative one cannot take the available balance below zero."""
+    replay = await IDEMPOTENCY.claim(session, "adjustment", body.adjustment_id,
+                                     request_hash({"member_id": member_id, **body.model_dump()}))
+    if replay is not None:
+        return replay, False
+    member = await _locked_member(session, member_id)
+    program = await get_program(session)
+    refs: dict[str, Any] = {"adjustment_id": body.adjustment_id, "actor": actor, "note": body.reason}
+    if body.points > 0:
+        entry, _ = await ledger.credit(session, member, "adjust", body.points,
+                                       expires_at=ledger.expiry_for(utcnow(), program.expiry_days), **refs)
+    else:
+        if member.available < -body.points:
+            raise InsufficientPoints(
+                f"Member '{member_id}' has {member.available} points available; cannot remove {-body.points}.")
+        entry, _ = await ledger.debit(session, member, "adjust", -body.points, **refs)
+    await OUTBOX.add(session, events.PointsAdjusted(
+        member_id=member_id, points=body.points, balance=_snapshot(member), adjustment_id=body.adjustment_id,
+        reason=body.reason, actor=actor))
+    answer = entry_out(entry).model_dump(mode="json")
+    await IDEMPOTENCY.complete(session, "adjustment", body.adjustment_id, 201, answer)
+    return answer, True
+
+
+async def transfer(session: AsyncSession, member_id: str, body: schemas.TransferIn, actor: str
+                   ) -> tuple[dict[str, Any], bool]:
+    """Move available points to another member; the receiver's lots keep the sender's expiry dates."""
+    replay = await IDEMPOTENCY.claim(session, "transfer", body.transfer_id,
+                                     request_hash({"member_id": member_id, **body.model_dump()}))
+    if replay is not None:
+        return replay, False
+    if body.to_member_id == member_id:
+        raise InvalidRequest("to_member_id: a member cannot transfer to itself",
+                             errors=[{"loc": ["body", "to_member_id"], "msg": "same as the sender"}])
+    # Lock both rows in id order so that two opposite transfers cannot deadlock.
+    locked = {m: await _locked_member(session, m) for m in sorted((member_id, body.to_member_id))}
+    sender, receiver = locked[member_id], locked[body.to_member_id]
+    for member in (sender, receiver):
+        if member.status != "active":
+            raise MemberInactive(f"Member '{member.member_id}' is {member.status}.")
+    if sender.available < body.points:
+        raise InsufficientPoints(
+            f"Member '{member_id}' has {sender.available} points available; cannot transfer {body.points}.")
+    refs: dict[str, Any] = {"transfer_id": body.transfer_id, "actor": actor, "note": body.reason}
+    out_entry, taken = await ledger.debit(session, sender, "transfer_out", body.points, **refs)
+    in_entry = await ledger.receive(session, receiver, "transfer_in", taken, **refs)
+    await OUTBOX.add(
+        session,
+        events.PointsTransferred(member_id=member_id, points=body.points, balance=_snapshot(sender),
+                                 transfer_id=body.transfer_id, to_member_id=body.to_member_id, direction="out"),
+        events.PointsTransferred(member_id=body.to_member_id, points=body.points, balance=_snapshot(receiver),
+                                 transfer_id=body.transfer_id, to_member_id=body.to_member_id, direction="in"),
+    )
+    answer = schemas.TransferResult(
+        transfer_id=body.transfer_id, from_member_id=member_id, to_member_id=body.to_member_id,
+        points=body.points, entries=[entry_out(out_entry), entry_out(in_entry)],
+    ).model_dump(mode="json")
+    await IDEMPOTENCY.complete(session, "transfer", body.transfer_id, 201, answer)
+    return answer, True
+
+
+async def members_due(session: AsyncSession, limit: int = 500) -> list[str]:
+    """Members with a lot to release or expire now (the expiry job works through them)."""
+    rows = await session.execute(
+        select(Lot.member_id).where(ledger.due_lots_clause(utcnow())).distinct().limit(limit))
+    return [row[0] for row in rows]
+
+
+async def settle_member(session: AsyncSession, member_id: str) -> None:
+    await _locked_member(session, member_id)
 
 
 # --- events from other services --------------------------------------------------------------------
@@ -251,19 +447,36 @@ async def pay_redemption(session: AsyncSession, data: events.RedemptionRequested
     reason = None
     if member is None:
         reason = "member-not-found"
-    elif member.status != "active":
-        reason = "member-inactive"
-    elif member.available < data.points_cost:
-        reason = "insufficient-points"
+    else:
+        await _settle(session, member)
+        if member.status != "active":
+            reason = "member-inactive"
+        elif member.available < data.points_cost:
+            reason = "insufficient-points"
     debit = RedemptionDebit(
         redemption_id=data.redemption_id, member_id=data.member_id, points=data.points_cost,
         outcome="declined" if reason else "spent", reason=reason, refunded=False, decided_at=utcnow(),
     )
     session.add(debit)
     if member is not None and reason is None:
-        await _debit(session, member, "spend", data.points_cost, redemption_id=data.redemption_id)
+        await ledger.debit(session, member, "spend", data.points_cost, redemption_id=data.redemption_id)
     await session.flush()
     await OUTBOX.add(session, _redemption_answer(debit, member))
+
+
+async def refund_redemption(session: AsyncSession, data: events.RedemptionCancelled) -> None:
+    """A cancelled redemption gives its points back once, as a new lot with the program's expiry."""
+    debit = await session.get(RedemptionDebit, data.redemption_id, with_for_update=True)
+    if debit is None or debit.outcome != "spent" or debit.refunded:
+        return
+    member = await _locked_member(session, debit.member_id)
+    program = await get_program(session)
+    debit.refunded = True
+    member.lifetime_spent -= debit.points
+    await ledger.credit(session, member, "refund", debit.points, redemption_id=debit.redemption_id,
+                        expires_at=ledger.expiry_for(utcnow(), program.expiry_days))
+    await OUTBOX.add(session, events.PointsRefunded(member_id=member.member_id, redemption_id=debit.redemption_id,
+                                                    points=debit.points, balance=_snapshot(member)))
 
 
 def _redemption_answer(debit: RedemptionDebit, member: Member | None) -> events.EventData:
@@ -272,4 +485,4 @@ def _redemption_answer(debit: RedemptionDebit, member: Member | None) -> events.
         return events.PointsSpent(member_id=debit.member_id, redemption_id=debit.redemption_id,
                                   points=debit.points, balance=_snapshot(member))
     return events.PointsSpendDeclined(member_id=debit.member_id, redemption_id=debit.redemption_id,
-                                      points=debit.points, reason=debit.reason)  # type: ignore[arg-type]
+                                      points=debit.points, reason=debit.reason)

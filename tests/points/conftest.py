@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from collections.abc import Awaitable, Callable
-
+from shared.db import clock
 from tests.support import service_client
 
 
@@ -29,3 +29,14 @@ def client(points: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
 @pytest.fixture
 def app(points: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
     return points[0]
+
+
+@pytest.fixture
+def travel() -> Iterator[Callable[[timedelta], None]]:
+    """Moves the services' clock forward; put back after the test."""
+
+    def move(by: timedelta) -> None:
+        clock.offset += by
+
+    yield move
+    clock.offset = timedelta(0)

@@ -8,13 +8,8 @@ import httpx
 from fastapi import FastAPI
 
 from shared import events
-from tests.points.builders import purchase
+from tests.points.builders import enroll, purchase
 from tests.support import deliver, outbox_events
-
-
-async def enroll(client: httpx.AsyncClient, member_id: str, **body: object) -> None:
-    response = await client.put(f"/v1/members/{member_id}", json=body)
-    assert response.status_code == 201, response.text
 
 
 async def test_enroll_then_update_member(client: httpx.AsyncClient, app: FastAPI) -> None:

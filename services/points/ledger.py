@@ -1,0 +1,160 @@
+"""How a member's balance moves: ledger entries, lots, pending release, expiry.
+
+The stored figures obey, after every function here:
+
+- ``pending`` is the sum of the remainders of the member's pending lots;
+- ``max(available, 0)`` is the sum of the remainders of the other lots, and a negative ``available`` is a
+  debt (a refund took back points already spent) that the next credits repay first;
+- the sum of the ledger's points is ``available + pending``, which each entry records as ``balance_after``.
+
+The caller holds the member row locked (``with_for_update``) and owns the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.points import domain
+from services.points.models import LedgerEntry, Lot, Member
+from shared.db import utcnow
+
+EARNING_KINDS = {"earn", "bonus"}
+
+
+async def append_entry(session: AsyncSession, member: Member, kind: str, points: int, **refs: Any) -> LedgerEntry:
+    entry = LedgerEntry(
+        member_id=member.member_id, kind=kind, points=points, balance_after=member.available + member.pending,
+        occurred_at=utcnow(), **refs,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def credit(
+    session: AsyncSession, member: Member, kind: str, points: int, *, expires_at: datetime,
+    available_at: datetime | None = None, **refs: Any,
+) -> tuple[LedgerEntry, Lot | None]:
+    """Credit ``points`` as a new lot; pending until ``available_at`` when that is still ahead."""
+    now = utcnow()
+    pending = available_at is not None and available_at > now
+    if pending:
+        member.pending += points
+        remaining = points
+    else:
+        remaining = points - min(points, max(-member.available, 0))  # repay a debt first
+        member.available += points
+    if kind in EARNING_KINDS:
+        member.lifetime_earned += points
+    entry = await append_entry(session, member, kind, points, **refs)
+    lot = None
+    if points > 0:
+        lot = Lot(
+            member_id=member.member_id, entry_id=entry.entry_id, points=points, remaining=remaining,
+            earned_at=now, expires_at=expires_at, available_at=available_at or now, pending=pending,
+        )
+        session.add(lot)
+        await session.flush()
+    return entry, lot
+
+
+@dataclass(frozen=True)
+class Taken:
+    points: int
+    expires_at: datetime
+
+
+async def take(session: AsyncSession, member: Member, points: int, *, first: Lot | None = None) -> list[Taken]:
+    """Take ``points`` from the member's lots: ``first`` (a purchase's own pending lot, for a refund inside
+    the return window), then available lots soonest-expiring first. Moves the stored figures; whatever the
+    lots cannot cover leaves ``available`` below zero, so callers that must not do that check first."""
+    taken: list[Taken] = []
+    left = points
+    if first is not None and first.pending and first.remaining > 0:
+        part = min(first.remaining, left)
+        first.remaining -= part
+        member.pending -= part
+        left -= part
+        taken.append(Taken(part, first.expires_at))
+    if left <= 0:
+        return taken
+    lots = (await session.execute(
+        select(Lot).where(Lot.member_id == member.member_id, Lot.remaining > 0, Lot.pending.is_(False))
+        .order_by(Lot.expires_at, Lot.lot_id).with_for_update()
+    )).scalars().all()
+    by_id = {lot.lot_id: lot for lot in lots}
+    states = [domain.LotState(lot.lot_id, lot.remaining, lot.expires_at) for lot in lots]
+    for lot_id, part in domain.take_from_lots(states, left):
+        by_id[lot_id].remaining -= part
+        taken.append(Taken(part, by_id[lot_id].expires_at))
+    member.available -= left
+    return taken
+
+
+async def debit(
+    session: AsyncSession, member: Member, kind: str, points: int, *, first: Lot | None = None, **refs: Any
+) -> tuple[LedgerEntry, list[Taken]]:
+    taken = await take(session, member, points, first=first)
+    if kind == "spend":
+        member.lifetime_spent += points
+    return await append_entry(session, member, kind, -points, **refs), taken
+
+
+async def receive(session: AsyncSession, member: Member, kind: str, parts: list[Taken], **refs: Any) -> LedgerEntry:
+    """Credit points taken from another member, one lot per part, each keeping its expiry date."""
+    now = utcnow()
+    remainders = []
+    for part in parts:
+        remainders.append(part.points - min(part.points, max(-member.available, 0)))
+        member.available += part.points
+    entry = await append_entry(session, member, kind, sum(p.points for p in parts), **refs)
+    for part, remaining in zip(parts, remainders, strict=True):
+        session.add(Lot(member_id=member.member_id, entry_id=entry.entry_id, points=part.points,
+                        remaining=remaining, earned_at=now, expires_at=part.expires_at, available_at=now,
+                        pending=False))
+    await session.flush()
+    return entry
+
+
+def due_lots_clause(now: datetime) -> Any:
+    """Lots with something to do at ``now``: pending ones whose window closed, others past their expiry."""
+    return or_(
+        and_(Lot.pending.is_(True), Lot.available_at <= now),
+        and_(Lot.pending.is_(False), Lot.remaining > 0, Lot.expires_at <= now),
+    )
+
+
+async def settle(session: AsyncSession, member: Member) -> int:
+    """Release matured pending lots, then expire what is past its date; returns the points expired.
+
+    Running it again at the same moment finds nothing to do, so expiry never happens twice.
+    """
+    now = utcnow()
+    lots = (await session.execute(
+        select(Lot).where(Lot.member_id == member.member_id, due_lots_clause(now))
+        .order_by(Lot.available_at, Lot.lot_id).with_for_update()
+    )).scalars().all()
+    for lot in (lot for lot in lots if lot.pending):
+        released = lot.remaining
+        member.pending -= released
+        lot.remaining = released - min(released, max(-member.available, 0))  # repay a debt first
+        member.available += released
+        lot.pending = False
+    expired = 0
+    for lot in lots:
+        if not lot.pending and lot.remaining > 0 and lot.expires_at <= now:
+            expired += lot.remaining
+            member.available -= lot.remaining
+            lot.remaining = 0
+    if expired:
+        await append_entry(session, member, "expire", -expired)
+    return expired
+
+
+def expiry_for(earned_at: datetime, expiry_days: int) -> datetime:
+    return earned_at + timedelta(days=expiry_days)

@@ -1,0 +1,111 @@
+"""Earning rules: stored as their validated definition, turned into domain rules for each purchase."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.points import domain, schemas
+from services.points.models import EarningRule, idempotency
+from shared.db import utcnow
+from shared.errors import InvalidRequest, NotFound
+from shared.idempotency import IdempotencyKeys, request_hash
+from shared.pagination import decode_cursor, encode_cursor
+
+IDEMPOTENCY = IdempotencyKeys(idempotency)
+_RULE_IN: TypeAdapter[schemas.MultiplierRuleIn | schemas.BonusRuleIn] = TypeAdapter(schemas.RuleIn)
+
+
+def rule_out(rule: EarningRule) -> schemas.Rule:
+    return schemas.Rule(rule_id=rule.rule_id, kind=rule.kind, created_at=rule.created_at,
+                        updated_at=rule.updated_at, **rule.definition)
+
+
+async def create_rule(session: AsyncSession, body: schemas.MultiplierRuleIn | schemas.BonusRuleIn
+                      ) -> tuple[dict[str, Any], bool]:
+    """Rule ids are never reused, not even after a delete, so a ledger entry's rule id stays unambiguous."""
+    replay = await IDEMPOTENCY.claim(session, "rule", body.rule_id, request_hash(body))
+    if replay is not None:
+        return replay, False
+    now = utcnow()
+    rule = EarningRule(rule_id=body.rule_id, kind=body.kind, created_at=now, updated_at=now,
+                       definition=body.model_dump(mode="json", exclude={"rule_id", "kind"}, exclude_none=True))
+    session.add(rule)
+    await session.flush()
+    answer = rule_out(rule).model_dump(mode="json")
+    await IDEMPOTENCY.complete(session, "rule", body.rule_id, 201, answer)
+    return answer, True
+
+
+async def get_rule(session: AsyncSession, rule_id: str, *, for_update: bool = False) -> EarningRule:
+    rule = await session.get(EarningRule, rule_id, with_for_update=for_update)
+    if rule is None or rule.deleted_at is not None:
+        raise NotFound(f"No earning rule '{rule_id}'.")
+    return rule
+
+
+async def patch_rule(session: AsyncSession, rule_id: str, patch: schemas.RulePatch) -> EarningRule:
+    rule = await get_rule(session, rule_id, for_update=True)
+    merged = {**rule.definition, **patch.model_dump(mode="json", exclude_unset=True),
+              "rule_id": rule.rule_id, "kind": rule.kind}
+    try:
+        validated = _RULE_IN.validate_python(merged)
+    except ValidationError as exc:
+        errors = [{"loc": ["body", *[str(p) for p in err["loc"][1:]]], "msg": err["msg"]} for err in exc.errors()]
+        raise InvalidRequest(f"the rule would not be valid: {errors[0]['msg']}", errors=errors) from exc
+    rule.definition = validated.model_dump(mode="json", exclude={"rule_id", "kind"}, exclude_none=True)
+    rule.updated_at = utcnow()
+    await session.flush()
+    return rule
+
+
+async def delete_rule(session: AsyncSession, rule_id: str) -> None:
+    rule = await get_rule(session, rule_id, for_update=True)
+    rule.deleted_at = utcnow()
+
+
+async def list_rules(session: AsyncSession, limit: int, cursor: str | None) -> tuple[list[EarningRule], str | None]:
+    query = select(EarningRule).where(EarningRule.deleted_at.is_(None)).order_by(EarningRule.rule_id)
+    if cursor:
+        (after,) = decode_cursor(cursor, 1)
+        query = query.where(EarningRule.rule_id > str(after))
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor([rows[-1].rule_id]) if more else None
+
+
+def _window(definition: dict[str, Any]) -> domain.Window:
+    def moment(key: str) -> datetime | None:
+        value = definition.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    return domain.Window(valid_from=moment("valid_from"), valid_until=moment("valid_until"),
+                         days_of_week=frozenset(definition.get("days_of_week") or ()))
+
+
+async def active_rules(session: AsyncSession) -> tuple[list[domain.MultiplierRule], list[domain.BonusRule]]:
+    rows = (await session.execute(select(EarningRule).where(EarningRule.deleted_at.is_(None)))).scalars().all()
+    multipliers: list[domain.MultiplierRule] = []
+    bonuses: list[domain.BonusRule] = []
+    for rule in rows:
+        d = rule.definition
+        if rule.kind == "multiplier":
+            match = d.get("match") or {}
+            multipliers.append(domain.MultiplierRule(
+                rule.rule_id, Decimal(d["factor"]),
+                categories=frozenset(match.get("categories") or ()), skus=frozenset(match.get("skus") or ()),
+                stores=frozenset(match.get("stores") or ()), channels=frozenset(match.get("channels") or ()),
+                window=_window(d),
+            ))
+        else:
+            bonuses.append(domain.BonusRule(
+                rule.rule_id, int(d["points"]), d["trigger"],
+                min_spend=Decimal(d["min_spend"]) if d.get("min_spend") is not None else None, window=_window(d),
+            ))
+    return multipliers, bonuses

@@ -1,0 +1,36 @@
+"""The ledger invariant, checked after every scenario."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from services.points.models import LedgerEntry, Lot, Member
+from shared.runtime import Runtime
+
+
+async def assert_balanced(app: FastAPI, member_id: str) -> None:
+    """The stored balance equals the sum of the ledger; pending equals the pending lots; what is available
+    equals the other lots, a negative balance (a debt from a refund) having no lots behind it."""
+    runtime: Runtime = app.state.runtime
+    async with runtime.db.read() as session:
+        member = await session.get(Member, member_id)
+        assert member is not None
+        ledger_sum = (await session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(LedgerEntry.member_id == member_id)
+        )).scalar_one()
+        last = (await session.execute(
+            select(LedgerEntry.balance_after).where(LedgerEntry.member_id == member_id)
+            .order_by(LedgerEntry.entry_id.desc()).limit(1)
+        )).scalar()
+        lots = dict((await session.execute(
+            select(Lot.pending, func.coalesce(func.sum(Lot.remaining), 0)).where(Lot.member_id == member_id)
+            .group_by(Lot.pending)
+        )).all())
+        negative_lots = (await session.execute(
+            select(func.count()).where(Lot.member_id == member_id, Lot.remaining < 0))).scalar_one()
+    assert ledger_sum == member.available + member.pending, (ledger_sum, member.available, member.pending)
+    assert last is None or last == member.available + member.pending
+    assert member.pending == lots.get(True, 0)
+    assert max(member.available, 0) == lots.get(False, 0)
+    assert negative_lots == 0

@@ -1,0 +1,129 @@
+"""Earning arithmetic, refund reversal and lot order: plain Python, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.points.domain import (
+    BonusRule,
+    Line,
+    LotState,
+    MemberFacts,
+    MultiplierRule,
+    PurchaseFacts,
+    Window,
+    compute_earning,
+    reversal_for_refund,
+    take_from_lots,
+)
+
+WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+D = Decimal
+
+
+def buy(*lines: Line, store: str = "s-1", channel: str = "pos", at: datetime = WEDNESDAY) -> PurchaseFacts:
+    return PurchaseFacts(lines=lines, occurred_at=at, store_id=store, channel=channel)
+
+
+def test_base_rate_floors_the_total() -> None:
+    earning = compute_earning(buy(Line(D("12.99"))), points_per_unit=D(1))
+    assert earning.points == 12 and earning.breakdown == [("base", 12)]
+
+
+def test_excluded_categories_earn_nothing() -> None:
+    purchase = buy(Line(D("20"), "grocery"), Line(D("9.50"), "tobacco"))
+    earning = compute_earning(purchase, points_per_unit=D(2), excluded_categories={"tobacco"})
+    assert earning.points == 40
+
+
+def test_multiplier_applies_to_matching_lines_and_is_named_in_the_breakdown() -> None:
+    double_coffee = MultiplierRule("coffee-x2", D(2), categories=frozenset({"coffee"}))
+    purchase = buy(Line(D("10"), "coffee"), Line(D("5"), "bakery"))
+    earning = compute_earning(purchase, points_per_unit=D(1), multipliers=[double_coffee],
+                              tier_multiplier=D("1.5"))
+    assert earning.breakdown == [("base", 15), ("coffee-x2", 10), ("tier", 12)]
+    assert earning.points == 37 and earning.rule_ids == ["coffee-x2"]
+
+
+def test_multiplier_criteria_must_all_match() -> None:
+    web_store_9 = MultiplierRule("web-9", D(3), stores=frozenset({"s-9"}), channels=frozenset({"web"}))
+    assert compute_earning(buy(Line(D("10")), store="s-9", channel="pos"), points_per_unit=D(1),
+                           multipliers=[web_store_9]).points == 10
+    assert compute_earning(buy(Line(D("10")), store="s-9", channel="web"), points_per_unit=D(1),
+                           multipliers=[web_store_9]).points == 30
+
+
+def test_rules_outside_their_window_or_day_do_not_apply() -> None:
+    weekend = MultiplierRule("weekend", D(2), skus=frozenset({"A"}), window=Window(days_of_week=frozenset({6, 7})))
+    expired = MultiplierRule("old", D(5), skus=frozenset({"A"}),
+                             window=Window(valid_until=WEDNESDAY - timedelta(days=1)))
+    earning = compute_earning(buy(Line(D("10"), sku="A")), points_per_unit=D(1), multipliers=[weekend, expired])
+    assert earning.points == 10
+    saturday = WEDNESDAY + timedelta(days=3)
+    assert compute_earning(buy(Line(D("10"), sku="A"), at=saturday), points_per_unit=D(1),
+                           multipliers=[weekend]).points == 20
+
+
+def test_bonuses_first_purchase_min_spend_and_birthday_once_a_year() -> None:
+    rules = [BonusRule("welcome", 100, "first_purchase"), BonusRule("big", 50, "min_spend", min_spend=D("100")),
+             BonusRule("bday", 25, "birthday_month"), BonusRule("signup", 500, "enrollment")]
+    first = compute_earning(buy(Line(D("100"))), points_per_unit=D(1), bonuses=rules,
+                            member=MemberFacts(first_purchase=True, birth_month=11))
+    assert first.breakdown == [("base", 100), ("bday", 25), ("big", 50), ("welcome", 100)]
+    assert first.points == 275 and first.bonus_points == 175 and first.birthday_bonus
+    later = compute_earning(buy(Line(D("99.99"))), points_per_unit=D(1), bonuses=rules,
+                            member=MemberFacts(birth_month=11, birthday_bonus_year=2026))
+    assert later.points == 99 and not later.birthday_bonus
+
+
+def test_partial_refunds_add_up_to_the_full_reversal() -> None:
+    common = {"earned_points": 157, "bonus_points": 50, "total": D("107")}
+    first = reversal_for_refund(**common, already_reversed=0, refunded_before=D(0), amount=D("33.33"))
+    second = reversal_for_refund(**common, already_reversed=first, refunded_before=D("33.33"), amount=D("33.33"))
+    last = reversal_for_refund(**common, already_reversed=first + second, refunded_before=D("66.66"),
+                               amount=D("40.34"))
+    assert first == 33 and first + second + last == 157
+
+
+def test_lots_are_taken_soonest_expiring_first() -> None:
+    lots = [LotState(1, 10, WEDNESDAY + timedelta(days=30)), LotState(2, 5, WEDNESDAY + timedelta(days=1)),
+            LotState(3, 7, WEDNESDAY + timedelta(days=10))]
+    assert take_from_lots(lots, 14) == [(2, 5), (3, 7), (1, 2)]
+    assert take_from_lots(lots, 100) == [(2, 5), (3, 7), (1, 10)]
+
+
+amounts = st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False, allow_infinity=False)
+factors = st.decimals(min_value=1, max_value=5, places=2, allow_nan=False, allow_infinity=False)
+categories = st.sampled_from(["coffee", "bakery", "tobacco", None])
+lines = st.lists(st.builds(Line, amounts, categories), min_size=1, max_size=6)
+multiplier_rules = st.lists(
+    st.builds(MultiplierRule, st.sampled_from(["r1", "r2", "r3"]), factors,
+              categories=st.sets(st.sampled_from(["coffee", "bakery"]), min_size=1).map(frozenset)),
+    max_size=3, unique_by=lambda r: r.rule_id,
+)
+
+
+@given(lines, multiplier_rules, factors, st.decimals(min_value=0, max_value=10, places=2))
+def test_breakdown_sums_to_the_points_which_are_never_negative(
+    purchase_lines: list[Line], rules: list[MultiplierRule], tier: Decimal, rate: Decimal
+) -> None:
+    earning = compute_earning(buy(*purchase_lines), points_per_unit=rate, excluded_categories={"tobacco"},
+                              multipliers=rules, tier_multiplier=tier,
+                              bonuses=[BonusRule("b", 7, "min_spend", min_spend=D(50))])
+    assert earning.points >= 0
+    assert sum(points for _, points in earning.breakdown) == earning.points
+
+
+@given(lines, multiplier_rules, factors, factors)
+def test_adding_a_matching_multiplier_never_lowers_points(
+    purchase_lines: list[Line], rules: list[MultiplierRule], tier: Decimal, extra: Decimal
+) -> None:
+    without = compute_earning(buy(*purchase_lines), points_per_unit=D(1), multipliers=rules, tier_multiplier=tier)
+    added = MultiplierRule("r9", extra, channels=frozenset({"pos"}))
+    with_it = compute_earning(buy(*purchase_lines), points_per_unit=D(1), multipliers=[*rules, added],
+                              tier_multiplier=tier)
+    assert with_it.points >= without.points
