@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from tests.support import KAFKA, SERVICES, ensure_kafka, ensure_postgres, recreate_schema, test_db, truncate_all
+from tests.support import KAFKA, SERVICES, ensure_kafka, ensure_postgres, recreate_schema, service_db_url, truncate_all
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def empty_db(pg: None, _migrated: set[str]) -> Callable[[str], Awaitable[str]]:
     migrations are tested), truncated after that. Returns its URL."""
 
     async def empty(service: str) -> str:
-        url = test_db(service)
+        url = service_db_url(service)
         if service in _migrated:
             await truncate_all(url)
         else:

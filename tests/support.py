@@ -33,7 +33,7 @@ def db_url(database: str) -> str:
     return f"{PG_BASE}/{database}"
 
 
-def test_db(service: str) -> str:
+def service_db_url(service: str) -> str:
     return db_url(f"loyalty_test_{service}")
 
 
@@ -77,7 +77,7 @@ async def truncate_all(url: str) -> None:
 def settings_for(service: str, **overrides: Any) -> Any:
     settings_cls = importlib.import_module(f"services.{service}.settings").Settings
     values: dict[str, Any] = {
-        "database_url": test_db(service), "kafka_enabled": False, "bootstrap_admin_key": ADMIN_KEY,
+        "database_url": service_db_url(service), "kafka_enabled": False, "bootstrap_admin_key": ADMIN_KEY,
     }
     values.update(overrides)
     return settings_cls(**values)

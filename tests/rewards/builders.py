@@ -1,0 +1,80 @@
+"""Request bodies, the events points and tiers would send, and small steps for rewards tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from shared import events
+from tests.support import deliver
+
+LADDER = ["bronze", "silver", "gold"]
+
+
+def reward(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": "Coffee cup", "points_cost": 100, "stock": None, "per_member_limit": None,
+                            "min_tier": None, "active": True}
+    body.update(overrides)
+    return body
+
+
+def redemption(redemption_id: str, member_id: str, reward_id: str, quantity: int = 1) -> dict[str, Any]:
+    return {"redemption_id": redemption_id, "member_id": member_id, "reward_id": reward_id, "quantity": quantity}
+
+
+async def put_reward(client: httpx.AsyncClient, reward_id: str, **overrides: Any) -> dict[str, Any]:
+    answer = await client.put(f"/v1/rewards/{reward_id}", json=reward(**overrides))
+    assert answer.status_code in (200, 201), answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def redeem(client: httpx.AsyncClient, redemption_id: str, member_id: str, reward_id: str,
+                 quantity: int = 1) -> dict[str, Any]:
+    """A redemption that must be accepted (202, pending)."""
+    answer = await client.post("/v1/redemptions", json=redemption(redemption_id, member_id, reward_id, quantity))
+    assert answer.status_code == 202, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def stock_left(client: httpx.AsyncClient, reward_id: str) -> int | None:
+    left: int | None = (await client.get(f"/v1/rewards/{reward_id}")).json()["stock_left"]
+    return left
+
+
+def spent(redemption_id: str, member_id: str, points: int, available: int = 0) -> events.PointsSpent:
+    return events.PointsSpent(member_id=member_id, redemption_id=redemption_id, points=points,
+                              balance=events.BalanceSnapshot(available=available, pending=0))
+
+
+def declined(redemption_id: str, member_id: str, points: int, reason: str = "insufficient-points"
+             ) -> events.PointsSpendDeclined:
+    return events.PointsSpendDeclined(member_id=member_id, redemption_id=redemption_id, points=points,
+                                      reason=reason)
+
+
+def earned(member_id: str, available: int) -> events.PointsEarned:
+    return events.PointsEarned(member_id=member_id, points=available,
+                               balance=events.BalanceSnapshot(available=available, pending=0))
+
+
+def tier_changed(member_id: str, to_tier: str, ladder: list[str] | None = None, *,
+                 at: str = "2026-11-20T10:00:00Z") -> events.TierChanged:
+    ladder = LADDER if ladder is None else ladder
+    return events.TierChanged(member_id=member_id, from_tier=None, to_tier=to_tier,
+                              rank=ladder.index(to_tier) if to_tier in ladder else 0, ladder=ladder,
+                              earn_multiplier="1", reason="upgrade", at=at)
+
+
+async def settle(app: FastAPI, client: httpx.AsyncClient, redemption_id: str, *, paid: bool = True,
+                 available: int = 0) -> dict[str, Any]:
+    """Points' answer to a pending redemption, delivered through the inbox; returns the redemption after it."""
+    body = (await client.get(f"/v1/redemptions/{redemption_id}")).json()
+    event = (spent(redemption_id, body["member_id"], body["points_cost"], available) if paid
+             else declined(redemption_id, body["member_id"], body["points_cost"]))
+    assert await deliver(app, event) == "handled"
+    after: dict[str, Any] = (await client.get(f"/v1/redemptions/{redemption_id}")).json()
+    return after

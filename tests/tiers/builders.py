@@ -1,0 +1,70 @@
+"""Program bodies and the points service's events, for tiers tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from shared import events
+from shared.db import utcnow
+
+LADDER = ["bronze", "silver", "gold"]
+
+
+def days_from_now(days: float) -> datetime:
+    return utcnow() + timedelta(days=days)
+
+
+def tier(tier_id: str, threshold: str, multiplier: str = "1", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"tier_id": tier_id, "name": tier_id.title(), "threshold": threshold,
+                            "earn_multiplier": multiplier, "perks": []}
+    body.update(fields)
+    return body
+
+
+def program(**fields: Any) -> dict[str, Any]:
+    """bronze 0 (x1), silver 500 (x1.5), gold 1000 (x2) on a year of spend, kept a year."""
+    body: dict[str, Any] = {
+        "basis": "spend", "window_days": 365, "retention_days": 365, "downgrade": "to_qualified",
+        "tiers": [tier("bronze", "0"), tier("silver", "500", "1.5"), tier("gold", "1000", "2")],
+    }
+    body.update(fields)
+    return body
+
+
+def enrolled(member_id: str, status: str = "active") -> events.MemberEnrolled:
+    return events.MemberEnrolled(member_id=member_id, status=status, enrolled_at=utcnow())
+
+
+def purchase(
+    purchase_id: str, member_id: str, total: str = "100.00", *, days_ago: float = 1, points: int | None = None
+) -> events.PurchaseRecorded:
+    return events.PurchaseRecorded(
+        member_id=member_id, purchase_id=purchase_id, store_id="store-1", channel="pos",
+        occurred_at=days_from_now(-days_ago), currency="USD", total=Decimal(total),
+        points_earned=int(Decimal(total)) if points is None else points,
+    )
+
+
+def refund(
+    refund_id: str, purchase_id: str, member_id: str, amount: str, *, points: int = 0
+) -> events.PurchaseRefunded:
+    return events.PurchaseRefunded(
+        member_id=member_id, purchase_id=purchase_id, refund_id=refund_id, occurred_at=utcnow(), currency="USD",
+        amount=Decimal(amount), points_reversed=points,
+    )
+
+
+def points_earned(purchase_id: str | None, member_id: str, points: int, *, days_ago: float = 1) -> events.PointsEarned:
+    return events.PointsEarned(
+        member_id=member_id, purchase_id=purchase_id, points=points, occurred_at=days_from_now(-days_ago),
+        balance=events.BalanceSnapshot(available=points, pending=0),
+    )
+
+
+def points_reversed(refund_id: str, purchase_id: str, member_id: str, points: int) -> events.PointsReversed:
+    return events.PointsReversed(
+        member_id=member_id, purchase_id=purchase_id, refund_id=refund_id, points=points,
+        balance=events.BalanceSnapshot(available=0, pending=0),
+    )
