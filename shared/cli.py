@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from shared.auth import KeyRecord, Scope, hash_key, new_key, read_keys_file, write_keys_file
+from shared.db import Database
 from shared.kafka import all_topic_names, ensure_topics
 from shared.migrations import upgrade
 from shared.settings import ServiceSettings
@@ -21,6 +23,9 @@ app = typer.Typer(help="Operate the loyalty platform.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys (the keys file the services re-read).",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(help="Run a scheduled job now (each service also runs it on its own schedule).",
+                       no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 
 def service_settings(service: str) -> ServiceSettings:
@@ -75,6 +80,23 @@ def keys_revoke(name: str, file: KeysFile = None) -> None:
         raise typer.BadParameter(f"no key named {name!r}")
     write_keys_file(path, kept)
     typer.echo(f"revoked {name}")
+
+
+async def _with_database(service: str, job: Callable[[Database], Awaitable[int]]) -> int:
+    db = Database(service_settings(service).database_url)
+    try:
+        return await job(db)
+    finally:
+        await db.dispose()
+
+
+@jobs_app.command("expire-points")
+def expire_points() -> None:
+    """Release pending points whose return window closed and expire lots past their date. Safe to repeat."""
+    from services.points.jobs import settle_due_members
+
+    settled = asyncio.run(_with_database("points", settle_due_members))
+    typer.echo(f"points: settled {settled} members")
 
 
 @app.command()

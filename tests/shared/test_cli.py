@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from shared.auth import KeyStore, read_keys_file
@@ -25,3 +28,13 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     assert "pos-12" in listed.output and key not in listed.output
     assert runner.invoke(app, ["keys", "revoke", "pos-12", "--file", str(path)]).exit_code == 0
     assert KeyStore(None, path).authenticate(key) is None
+
+
+
+async def test_expire_points_job_from_the_command_line(
+    empty_db: Callable[[str], Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POINTS_DATABASE_URL", await empty_db("points"))
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["jobs", "expire-points"])
+    assert result.exit_code == 0, result.output
+    assert "settled 0 members" in result.output
