@@ -138,6 +138,9 @@ class EventConsumer:
             try:
                 outcome = await self.apply(envelope, data, handler)
                 EVENTS_HANDLED.labels(self.service, envelope.type, outcome).inc()
+                log.info("event", extra={"event_type": envelope.type, "event_id": envelope.id,
+                                         "subject": envelope.subject, "outcome": outcome,
+                                         "partition": record.partition, "offset": record.offset})
                 return
             except asyncio.CancelledError:
                 raise

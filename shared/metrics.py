@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("loyalty.http")
 
 HTTP_REQUESTS = Counter(
     "loyalty_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
@@ -23,7 +26,7 @@ EVENTS_PUBLISHED = Counter("loyalty_events_published_total", "Outbox rows publis
 
 
 class MetricsMiddleware:
-    """Counts and times requests by route template (not raw path, which would explode label counts)."""
+    """Counts, times and logs each request, by route template (raw paths would explode label counts)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -45,10 +48,13 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - start
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(time.perf_counter() - start)
+            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(elapsed)
+            log.info("request", extra={"method": scope["method"], "route": path, "path": scope["path"],
+                                       "status": status, "duration_ms": round(elapsed * 1000, 2)})
 
 
 async def metrics_endpoint(_: Request) -> Response:

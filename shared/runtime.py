@@ -27,6 +27,7 @@ from shared.errors import install_error_handlers
 from shared.events import Topic
 from shared.health import router as health_router
 from shared.kafka import all_topic_names, ensure_topics
+from shared.logs import configure_logging
 from shared.metrics import MetricsMiddleware, metrics_endpoint
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -147,6 +148,9 @@ class CorrelationMiddleware:
 
 
 def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
+    if settings.log_format == "json":
+        configure_logging(spec.name, settings.log_level)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(spec, settings)

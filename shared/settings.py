@@ -36,6 +36,12 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(5, ge=1, validation_alias="LOYALTY_CONSUMER_MAX_ATTEMPTS")
     outbox_poll_seconds: float = Field(0.2, gt=0, validation_alias="LOYALTY_OUTBOX_POLL_SECONDS")
 
+    log_format: str = Field(
+        "json", validation_alias="LOYALTY_LOG_FORMAT",
+        description="json: one JSON object per line on stderr; none: leave logging as the host set it up.",
+    )
+    log_level: str = Field("INFO", validation_alias="LOYALTY_LOG_LEVEL")
+
     bootstrap_admin_key: SecretStr | None = Field(None, validation_alias="LOYALTY_BOOTSTRAP_ADMIN_KEY")
     api_keys_file: Path | None = Field(None, validation_alias="LOYALTY_API_KEYS_FILE")
 

@@ -78,6 +78,7 @@ def settings_for(service: str, **overrides: Any) -> Any:
     settings_cls = importlib.import_module(f"services.{service}.settings").Settings
     values: dict[str, Any] = {
         "database_url": service_db_url(service), "kafka_enabled": False, "bootstrap_admin_key": ADMIN_KEY,
+        "log_format": "none",
     }
     values.update(overrides)
     return settings_cls(**values)
