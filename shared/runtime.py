@@ -27,6 +27,7 @@ from shared.errors import install_error_handlers
 from shared.events import Topic
 from shared.health import router as health_router
 from shared.kafka import all_topic_names, ensure_topics
+from shared.limits import BodySizeLimit
 from shared.logs import configure_logging
 from shared.metrics import MetricsMiddleware, metrics_endpoint
 from shared.outbox import OutboxRelay
@@ -172,6 +173,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for router in spec.routers:
         app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=spec.name)
     app.add_middleware(CorrelationMiddleware)
     return app

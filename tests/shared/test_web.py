@@ -60,3 +60,19 @@ def test_placeholder_admin_key_refused_outside_development() -> None:
     with pytest.raises(ValidationError):
         Settings(environment="production", bootstrap_admin_key="changeme")
     assert Settings(environment="production", bootstrap_admin_key="a-long-random-secret-key").environment
+
+
+async def test_oversized_body_is_413_problem(empty_db: Callable[[str], Awaitable[str]]) -> None:
+    await empty_db("points")
+    async with service_client("points", max_body_bytes=2048) as (_, client):
+        big = await client.post("/v1/purchases/batch", content=b'{"purchases": [' + b" " * 4096 + b"]}",
+                                headers={"Content-Type": "application/json"})
+        assert big.status_code == 413 and big.json()["type"] == "/problems/payload-too-large"
+
+        async def chunks():  # no Content-Length: counted while it streams in
+            for _ in range(4):
+                yield b" " * 1024
+
+        streamed = await client.post("/v1/purchases/batch", content=chunks(),
+                                     headers={"Content-Type": "application/json"})
+        assert streamed.status_code == 413
