@@ -13,6 +13,7 @@ import typer
 
 from shared.auth import KeyRecord, Scope, hash_key, new_key, read_keys_file, write_keys_file
 from shared.db import Database
+from shared.dlt import list_dead_letters, replay_dead_letters
 from shared.kafka import all_topic_names, ensure_topics
 from shared.migrations import upgrade
 from shared.settings import ServiceSettings
@@ -97,6 +98,31 @@ def expire_points() -> None:
 
     settled = asyncio.run(_with_database("points", settle_due_members))
     typer.echo(f"points: settled {settled} members")
+
+
+dlt_app = typer.Typer(help="Dead letters: events a consumer gave up on.", no_args_is_help=True)
+app.add_typer(dlt_app, name="dlt")
+
+
+@dlt_app.command("list")
+def dlt_list(limit: int = 100) -> None:
+    """Show dead letters: where they came from, their event type and the error."""
+    settings = service_settings("points")
+    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix, limit))
+    for letter in letters:
+        origin = f"{letter.headers.get('dlt.original_topic', '?')}[{letter.headers.get('dlt.original_partition', '?')}]"
+        typer.echo(f"{letter.topic}:{letter.partition}:{letter.offset}\t{origin}@"
+                   f"{letter.headers.get('dlt.original_offset', '?')}\tkey={letter.key}\t{letter.event_type}\t"
+                   f"{letter.headers.get('dlt.consumer', '?')}\t{letter.error}")
+    typer.echo(f"{len(letters)} dead letters")
+
+
+@dlt_app.command("replay")
+def dlt_replay() -> None:
+    """Send dead letters not replayed before back to their topics (after fixing what made them fail)."""
+    settings = service_settings("points")
+    count = asyncio.run(replay_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix))
+    typer.echo(f"replayed {count} dead letters")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.consumer import EventConsumer
 from shared.db import Database
+from shared.dlt import list_dead_letters, replay_dead_letters
 from shared.events import Envelope, EventData, MemberEnrolled, Topic
 from shared.kafka import all_topic_names, delete_topics, ensure_topics
 
@@ -105,3 +106,32 @@ async def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves
     assert all(r.key == b"k" for r in records)
     assert headers[0]["origin"] == b"test" and headers[0]["dlt.original_topic"] == topic.encode()
     assert b"RuntimeError: handler bug" in headers[1]["dlt.error"] and headers[1]["dlt.attempts"] == b"3"
+
+
+async def test_dead_letters_are_listed_and_replayed_once_fixed(
+    db: Database, tables: dict[str, Table], kafka: str, prefix: str
+) -> None:
+    broken = True
+    handled: list[str] = []
+
+    async def handler(_: AsyncSession, envelope: Envelope, __: EventData) -> None:
+        if broken:
+            raise RuntimeError("not yet")
+        handled.append(envelope.subject)
+
+    topic = prefix + Topic.MEMBERS
+    await produce(kafka, topic, [(b"m-9", enrolled("m-9").model_dump_json().encode())])
+    consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
+                             topics=[Topic.MEMBERS], handlers={"member.enrolled": handler}, max_attempts=2)
+    await run_until(consumer, lambda: consumer.dead_lettered == 1)
+    letters = await list_dead_letters(kafka, prefix)
+    assert [(x.key, x.event_type, x.headers["dlt.original_topic"]) for x in letters] == [
+        ("m-9", "member.enrolled", topic)]
+    assert "not yet" in letters[0].error
+
+    broken = False
+    assert await replay_dead_letters(kafka, prefix) == 1
+    assert await replay_dead_letters(kafka, prefix, timeout=3) == 0, "each dead letter is replayed once"
+    again = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
+                          topics=[Topic.MEMBERS], handlers={"member.enrolled": handler})
+    await run_until(again, lambda: handled == ["m-9"])
