@@ -36,6 +36,7 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 Job = Callable[["Runtime"], Awaitable[None]]
+StartHook = Callable[[FastAPI], None]
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ServiceSpec:
     handlers: dict[str, Handler] = field(default_factory=dict)
     jobs: list[tuple[float, Job]] = field(default_factory=list)
     openapi_tags: list[dict[str, str]] = field(default_factory=list)
+    on_start: list[StartHook] = field(default_factory=list)  # run once app.state holds db, keys, runtime
 
 
 class Runtime:
@@ -158,6 +160,8 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         app.state.runtime = runtime
         app.state.db = runtime.db
         app.state.keys = runtime.keys
+        for hook in spec.on_start:
+            hook(app)
         await runtime.start()
         try:
             yield

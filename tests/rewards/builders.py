@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from shared import events
 from tests.support import deliver
 
 LADDER = ["bronze", "silver", "gold"]
+VOUCHER_CODE = re.compile(r"^[2-9A-HJ-NP-Z]{5}-[2-9A-HJ-NP-Z]{5}-[2-9A-HJ-NP-Z]{5}$")
 
 
 def reward(**overrides: Any) -> dict[str, Any]:

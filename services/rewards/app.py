@@ -1,0 +1,39 @@
+"""The rewards service's app: ``uvicorn --factory services.rewards.app:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.rewards import consumers
+from services.rewards.api import router
+from services.rewards.models import Base
+from services.rewards.settings import Settings
+from services.rewards.settlements import Settlements
+from shared.runtime import ServiceSpec, create_service_app
+
+
+def start_settlements(app: FastAPI) -> None:
+    app.state.settlements = Settlements(app.state.db)
+
+
+SPEC = ServiceSpec(
+    name="rewards",
+    title="Loyalty rewards",
+    description="The rewards catalog, redemptions (a saga with the points service) and voucher codes.",
+    metadata=Base.metadata,
+    routers=[router],
+    consumes=consumers.TOPICS,
+    handlers=consumers.HANDLERS,
+    openapi_tags=[
+        {"name": "rewards", "description": "The catalog: cost, stock, validity, tier gates, per-member limits"},
+        {"name": "redemptions", "description": "Spending points on a reward: requested, then confirmed or rejected"},
+        {"name": "vouchers", "description": "Codes of confirmed redemptions, checked and used at a till"},
+        {"name": "operations", "description": "Health and readiness"},
+    ],
+    # Wakes `GET /v1/redemptions/{id}?wait=` when this process's consumer commits a settlement.
+    on_start=[start_settlements],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SPEC, settings or Settings())

@@ -1,0 +1,104 @@
+"""The rewards API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from shared.types import ClientId, Timestamp
+
+RedemptionStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
+VoucherStatus = Literal["active", "used", "cancelled"]
+Ineligibility = Literal["tier-too-low", "out-of-stock", "limit-reached", "reward-unavailable", "insufficient-points"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RewardIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    points_cost: int = Field(gt=0, le=1_000_000_000)
+    stock: int | None = Field(None, ge=0, le=1_000_000_000,
+                              description="Units on offer in all; null: unlimited")
+    per_member_limit: int | None = Field(None, ge=1, le=1_000_000,
+                                         description="Units one member may hold, pending or confirmed; null: none")
+    min_tier: ClientId | None = Field(None, description="Lowest tier that may redeem; null: every member")
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
+    active: bool = True
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "Coffee cup", "description": "Ceramic, 300 ml", "points_cost": 100, "stock": 50,
+        "per_member_limit": 2, "min_tier": None, "active": True}]})
+
+    @field_validator("valid_until")
+    @classmethod
+    def _window_in_order(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("valid_from")
+        if value is not None and start is not None and value <= start:
+            raise ValueError("valid_until must be after valid_from")
+        return value
+
+
+class Reward(BaseModel):
+    reward_id: str
+    name: str
+    description: str | None
+    points_cost: int
+    stock: int | None
+    stock_left: int | None = Field(description="Units not held by pending or confirmed redemptions; null: unlimited")
+    per_member_limit: int | None
+    min_tier: str | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CatalogItem(Reward):
+    eligible: bool | None = Field(None, description="With `?member_id=`: whether the member may redeem one now")
+    reason: Ineligibility | None = Field(None, description="With `?member_id=`: why not; null when eligible")
+
+
+class RedemptionIn(Strict):
+    redemption_id: ClientId
+    member_id: ClientId
+    reward_id: ClientId
+    quantity: int = Field(1, ge=1, le=100)
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"redemption_id": "web:r-4711", "member_id": "C-1001", "reward_id": "cup", "quantity": 1}]})
+
+
+class Redemption(BaseModel):
+    redemption_id: str
+    member_id: str
+    reward_id: str
+    quantity: int
+    points_cost: int = Field(description="The reward's cost times the quantity")
+    status: RedemptionStatus
+    reason: str | None = Field(None, description="Why it was rejected: `insufficient-points`, `member-not-found`, "
+                                                 "`member-inactive`")
+    voucher_code: str | None = Field(None, description="Once confirmed: `XXXXX-XXXXX-XXXXX`")
+    created_at: datetime
+    updated_at: datetime
+
+
+class Voucher(BaseModel):
+    code: str
+    redemption_id: str
+    reward_id: str
+    member_id: str
+    status: VoucherStatus
+    used_at: datetime | None = None
+    store_id: str | None = None
+    created_at: datetime
+
+
+class VoucherUse(Strict):
+    store_id: ClientId | None = None
