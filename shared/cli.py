@@ -100,6 +100,15 @@ def expire_points() -> None:
     typer.echo(f"points: settled {settled} members")
 
 
+@jobs_app.command("evaluate-tiers")
+def evaluate_tiers() -> None:
+    """Evaluate members whose tier retention has ended (downgrade or renew). Safe to repeat."""
+    from services.tiers.service import evaluate_all
+
+    changed = asyncio.run(_with_database("tiers", evaluate_all))
+    typer.echo(f"tiers: {changed} members changed tier")
+
+
 dlt_app = typer.Typer(help="Dead letters: events a consumer gave up on.", no_args_is_help=True)
 app.add_typer(dlt_app, name="dlt")
 

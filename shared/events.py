@@ -120,6 +120,10 @@ class PointsEvent(EventData):
 
 class PointsEarned(PointsEvent):
     TYPE = "points.earned"
+    kind: Literal["earn", "bonus"] = Field(
+        "earn", description="earn: a purchase's own points; bonus: an enrollment or referral bonus, whose "
+                            "purchase_id (for a referral) is the referred member's purchase")
+    rule_ids: list[str] | None = None
     purchase_id: str | None = None
     status: Literal["credited", "pending"] = "credited"
     occurred_at: datetime | None = None
@@ -206,7 +210,8 @@ class TierChanged(EventData):
     rank: int = Field(description="Position of to_tier in the tier list, 0 for the lowest.")
     ladder: list[str] = Field(default_factory=list, description="All tier ids, lowest first, at the time.")
     earn_multiplier: Decimal
-    reason: str
+    reason: str = Field(description="enrolled, upgrade, downgrade or tiers-changed; from_tier == to_tier means "
+                                    "the tier's terms (multiplier, ladder) changed, not the member's tier")
     at: datetime
 
 

@@ -137,7 +137,7 @@ async def _bonus(session: AsyncSession, member: Member, program: Program, bonus:
                         expires_at=ledger.expiry_for(now, program.expiry_days), **refs)
     await OUTBOX.add(session, events.PointsEarned(
         member_id=member.member_id, points=bonus.points, balance=_snapshot(member), occurred_at=now,
-        purchase_id=refs.get("purchase_id"),
+        purchase_id=refs.get("purchase_id"), kind="bonus", rule_ids=[bonus.rule_id],
     ))
 
 

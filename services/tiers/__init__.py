@@ -1,0 +1,1 @@
+"""tiers: tier definitions, each member's tier and qualification progress."""

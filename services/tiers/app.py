@@ -1,0 +1,30 @@
+"""The tiers service's app: ``uvicorn --factory services.tiers.app:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.tiers import consumers, jobs
+from services.tiers.api import router
+from services.tiers.models import Base
+from services.tiers.settings import Settings
+from shared.runtime import ServiceSpec, create_service_app
+
+SPEC = ServiceSpec(
+    name="tiers",
+    title="Loyalty tiers",
+    description="Tier definitions, each member's tier and qualification progress.",
+    metadata=Base.metadata,
+    routers=[router],
+    consumes=consumers.TOPICS,
+    handlers=consumers.HANDLERS,
+    jobs=[(jobs.EVALUATE_EVERY_SECONDS, jobs.evaluate_tiers)],
+    openapi_tags=[
+        {"name": "tiers", "description": "The tier program, members' tiers, progress and history"},
+        {"name": "operations", "description": "Health and readiness"},
+    ],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SPEC, settings or Settings())

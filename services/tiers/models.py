@@ -1,0 +1,111 @@
+"""Tables of the tiers service: the tier program, each member's standing and history, and the purchase
+facts (per purchase and per refund) that the qualifying value of the rolling window is computed from.
+
+Facts are keyed by the ids the points service gave them (``purchase_id``, ``refund_id``) and written by
+setting values, never by adding to them, so a repeated event with a new event id cannot count twice.
+A purchase's refunded amount and reversed points are the sums of its ``refund`` rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.consumer import inbox_table
+from shared.db import Money, UTCDateTime, new_metadata
+from shared.outbox import outbox_table
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+
+
+class TierProgram(Base):
+    """How members qualify: one row, id 1. No row (or no tiers) means the default program."""
+
+    __tablename__ = "tier_program"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    basis: Mapped[str] = mapped_column(String(16))
+    window_days: Mapped[int] = mapped_column(Integer)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    downgrade: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: the defaults, never PUT
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Tier(Base):
+    """One rung of the ladder; ``position`` 0 is the lowest."""
+
+    __tablename__ = "tier"
+    tier_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[Decimal] = mapped_column(Money)
+    earn_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4))
+    perks: Mapped[list[str]] = mapped_column(JSON)
+
+
+class Member(Base):
+    """A member as tiers knows them (from ``member.*`` events or their first purchase) and their tier."""
+
+    __tablename__ = "member"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str | None] = mapped_column(String(16))
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    tier_id: Mapped[str] = mapped_column(String(64))
+    tier_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    retained_until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Purchase(Base):
+    """One purchase's facts, from ``purchase.recorded``; ``points.earned`` may confirm its points later."""
+
+    __tablename__ = "purchase"
+    purchase_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    refunded: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_purchase_member_occurred", "member_id", "occurred_at"),)
+
+
+class Refund(Base):
+    """One refund's facts, from ``purchase.refunded`` (amount) and ``points.reversed`` (points); kept even
+    when its purchase is not known yet."""
+
+    __tablename__ = "refund"
+    refund_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(String(64), index=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TierHistory(Base):
+    """Every change of a member's tier, with the reason."""
+
+    __tablename__ = "tier_history"
+    entry_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"))
+    from_tier: Mapped[str | None] = mapped_column(String(64))
+    to_tier: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_tier_history_member_entry", "member_id", "entry_id"),)
