@@ -135,6 +135,7 @@ class OutboxRelay:
 
     async def publish_once(self) -> int:
         """Publish one batch of unpublished rows; returns how many were sent."""
+        producer = await self._producer()  # connected even while idle, so readiness tells the truth
         if not await self._is_leader():
             return 0
         t = self.table
@@ -146,7 +147,6 @@ class OutboxRelay:
         if not rows:
             await self._purge_published()
             return 0
-        producer = await self._producer()
         futures = [
             await producer.send(
                 topic_name(self.topic_prefix, row.topic), value=row.payload.encode(), key=row.key.encode()
