@@ -53,7 +53,9 @@ def wait_ready(name: str, port: int, proc: subprocess.Popen[bytes], timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+            log = DATA / "logs" / f"{name}.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+            raise RuntimeError(f"{name} exited with {proc.returncode} while starting:\n{tail}")
         try:
             with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1):
                 return
@@ -72,6 +74,8 @@ def main() -> int:
     subprocess.run([str(BIN / "loyalty"), "topics"], check=True, env=env, cwd=ROOT)
     subprocess.run([str(BIN / "loyalty"), "migrate"], check=True, env=env, cwd=ROOT)
 
+    logs = DATA / "logs"
+    logs.mkdir(exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -84,22 +88,24 @@ def main() -> int:
     code = 0
     try:
         for name, port in SERVICES.items():
-            procs[name] = subprocess.Popen(
-                [str(BIN / "uvicorn"), "--factory", f"services.{name}.app:create_app",
-                 "--host", HOST, "--port", str(port), "--no-access-log"],
-                env=env, cwd=ROOT,
-            )
+            with (logs / f"{name}.log").open("ab") as log:
+                procs[name] = subprocess.Popen(
+                    [str(BIN / "uvicorn"), "--factory", f"services.{name}.app:create_app",
+                     "--host", HOST, "--port", str(port), "--no-access-log"],
+                    env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )
         for name, port in SERVICES.items():
             wait_ready(name, port, procs[name])
         print("\n  Loyalty platform is running (Ctrl-C stops it):", flush=True)
         for name, port in SERVICES.items():
             print(f"    {name:8} http://{HOST}:{port}/docs", flush=True)
-        print(f"\n  Admin key: {key}", flush=True)
+        print(f"\n  Logs (JSON lines): {logs}/<service>.log", flush=True)
+        print(f"  Admin key: {key}", flush=True)
         print(f"  Try: curl -H 'Authorization: Bearer {key}' http://{HOST}:8001/v1/program\n", flush=True)
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    say(f"{name} exited with {proc.returncode}; stopping everything")
+                    say(f"{name} exited with {proc.returncode} (see {logs / name}.log); stopping everything")
                     code = 1
                     stopping = True
             time.sleep(0.3)
