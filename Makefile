@@ -35,7 +35,7 @@ test-quick: install postgres kafka ## Skips the slow fault tests
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services tests
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, Field, TypeAdapter
 
 from shared.errors import Forbidden, Unauthorized
@@ -155,3 +156,12 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
 
     dependency.__name__ = f"require_{scope.value.replace(':', '_')}"
     return dependency
+
+
+# The caller of an endpoint, admitted with the scope in the name (or ``admin``).
+MembersRead = Annotated[Principal, Depends(require(Scope.MEMBERS_READ))]
+MembersWrite = Annotated[Principal, Depends(require(Scope.MEMBERS_WRITE))]
+PurchasesWrite = Annotated[Principal, Depends(require(Scope.PURCHASES_WRITE))]
+RedemptionsWrite = Annotated[Principal, Depends(require(Scope.REDEMPTIONS_WRITE))]
+VouchersUse = Annotated[Principal, Depends(require(Scope.VOUCHERS_USE))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

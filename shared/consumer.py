@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -28,6 +29,17 @@ from shared.metrics import EVENTS_HANDLED
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
+E = TypeVar("E", bound=EventData)
+
+
+def handle(use_case: Callable[[AsyncSession, E], Awaitable[None]], *types: type[E]) -> dict[str, Handler]:
+    """Handlers that give events of ``types`` to ``use_case`` with their typed payload."""
+
+    async def handler(session: AsyncSession, _: Envelope, data: EventData) -> None:
+        assert isinstance(data, types)
+        await use_case(session, data)
+
+    return {event_type.TYPE: handler for event_type in types}
 
 
 def inbox_table(metadata: MetaData) -> Table:

@@ -60,6 +60,9 @@ Unauthorized = _error("Unauthorized", 401, "unauthorized", "Missing or unknown A
 Forbidden = _error("Forbidden", 403, "forbidden", "API key lacks the needed scope")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "service-unavailable", "Service unavailable")
 
+# What any authenticated endpoint can answer besides its own errors.
+AUTH_ERRORS: tuple[type[LoyaltyError], ...] = (Unauthorized, Forbidden, InvalidRequest)
+
 
 class ValidationIssue(BaseModel):
     loc: list[str | int]

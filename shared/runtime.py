@@ -14,8 +14,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -192,3 +193,6 @@ def database(request: Request) -> Database:
     """Dependency: the service's database; endpoints open their transaction with ``db.transaction()``."""
     db: Database = request.app.state.db
     return db
+
+
+Db = Annotated[Database, Depends(database)]

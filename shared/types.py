@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import AwareDatetime, Field, StringConstraints
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
@@ -25,3 +26,7 @@ Multiplier = Annotated[
     Field(gt=0, max_digits=8, decimal_places=4, allow_inf_nan=False, examples=["1.5"]),
 ]
 Timestamp = AwareDatetime
+
+# Client ids in URL paths (``/v1/members/{member_id}``...): same rules, validated before any lookup.
+ClientIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+MemberIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["C-1001"])]

@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from services.points import rules, schemas, service
-from shared.auth import Principal, Scope, require
-from shared.db import Database
+from shared.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
 from shared.errors import (
+    AUTH_ERRORS,
     CurrencyMismatch,
     Forbidden,
     IdempotencyConflict,
     InsufficientPoints,
-    InvalidRequest,
     LoyaltyError,
     MemberInactive,
     MemberNotFound,
     NotFound,
     RefundExceedsPurchase,
-    Unauthorized,
     problem_responses,
 )
 from shared.pagination import Cursor, Limit, Page
-from shared.runtime import database
-from shared.types import ID_PATTERN
+from shared.runtime import Db
+from shared.types import ClientIdPath, MemberIdPath
 
 router = APIRouter(prefix="/v1")
 
-Db = Annotated[Database, Depends(database)]
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["C-1001"])]
-ClientIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
-AUTH_ERRORS = (Unauthorized, Forbidden, InvalidRequest)
-MembersRead = Annotated[Principal, Depends(require(Scope.MEMBERS_READ))]
-MembersWrite = Annotated[Principal, Depends(require(Scope.MEMBERS_WRITE))]
-PurchasesWrite = Annotated[Principal, Depends(require(Scope.PURCHASES_WRITE))]
-Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
 def written(answer: dict[str, Any], created: bool) -> JSONResponse:
@@ -60,7 +50,7 @@ def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str
     response_model=schemas.Member, status_code=200,
     responses={201: {"model": schemas.Member, "description": "Enrolled"}, **problem_responses(*AUTH_ERRORS)},
 )
-async def put_member(member_id: MemberId, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
+async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
     """Enroll a member (201) or update the fields given (200). Scope: `members:write`; changing `status`
     (active, suspended, closed) needs `admin`."""
     if body.status is not None and not caller.allows(Scope.ADMIN):
@@ -75,7 +65,7 @@ async def put_member(member_id: MemberId, body: schemas.MemberIn, db: Db, caller
     "/members/{member_id}", tags=["members"], summary="A member", response_model=schemas.Member,
     responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
 )
-async def get_member(member_id: MemberId, db: Db, _: MembersRead) -> schemas.Member:
+async def get_member(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Member:
     """A member's profile, status and current tier. Scope: `members:read`."""
     async with db.read() as session:
         return service.member_out(await service.get_member(session, member_id))
@@ -85,7 +75,7 @@ async def get_member(member_id: MemberId, db: Db, _: MembersRead) -> schemas.Mem
     "/members/{member_id}/balance", tags=["members"], summary="A member's balance",
     response_model=schemas.Balance, responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
 )
-async def get_balance(member_id: MemberId, db: Db, _: MembersRead) -> schemas.Balance:
+async def get_balance(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Balance:
     """Available and pending points, lifetime totals and what expires in the next 30 days.
     Scope: `members:read`."""
     async with db.transaction() as session:
@@ -96,7 +86,7 @@ async def get_balance(member_id: MemberId, db: Db, _: MembersRead) -> schemas.Ba
     "/members/{member_id}/ledger", tags=["ledger"], summary="A member's ledger, newest first",
     response_model=Page[schemas.LedgerEntry], responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
 )
-async def get_ledger(member_id: MemberId, db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None
+async def get_ledger(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None
                      ) -> Page[schemas.LedgerEntry]:
     """Every change of the balance with the balance after it. Pass `next_cursor` back as `cursor` for the
     next page. Scope: `members:read`."""
@@ -110,7 +100,7 @@ async def get_ledger(member_id: MemberId, db: Db, _: MembersRead, limit: Limit =
     status_code=201, response_model=schemas.LedgerEntry,
     responses=replay_responses(schemas.LedgerEntry, MemberNotFound, InsufficientPoints, IdempotencyConflict),
 )
-async def post_adjustment(member_id: MemberId, body: schemas.AdjustmentIn, db: Db, caller: Admin) -> JSONResponse:
+async def post_adjustment(member_id: MemberIdPath, body: schemas.AdjustmentIn, db: Db, caller: Admin) -> JSONResponse:
     """Adds or removes points with a reason; the key's name is recorded as the actor. A removal cannot take
     the available balance below zero. Idempotent by `adjustment_id`. Scope: `admin`."""
     async with db.transaction() as session:
@@ -124,7 +114,7 @@ async def post_adjustment(member_id: MemberId, body: schemas.AdjustmentIn, db: D
     responses=replay_responses(schemas.TransferResult, MemberNotFound, MemberInactive, InsufficientPoints,
                                IdempotencyConflict),
 )
-async def post_transfer(member_id: MemberId, body: schemas.TransferIn, db: Db, caller: Admin) -> JSONResponse:
+async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: Db, caller: Admin) -> JSONResponse:
     """Moves available points in one transaction; the receiver's lots keep the sender's expiry dates
     (households pool points this way). Idempotent by `transfer_id`. Scope: `admin`."""
     async with db.transaction() as session:

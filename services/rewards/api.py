@@ -9,39 +9,28 @@ from fastapi.responses import JSONResponse
 
 from services.rewards import schemas, service
 from services.rewards.settlements import Settlements
-from shared.auth import Principal, Scope, require
-from shared.db import Database
+from shared.auth import Admin, MembersRead, RedemptionsWrite, VouchersUse
 from shared.errors import (
+    AUTH_ERRORS,
     Conflict,
-    Forbidden,
     IdempotencyConflict,
-    InvalidRequest,
     LimitReached,
     NotFound,
     OutOfStock,
     RewardNotFound,
     RewardUnavailable,
     TierTooLow,
-    Unauthorized,
     VoucherAlreadyUsed,
     problem_responses,
 )
 from shared.pagination import Cursor, Limit, Page
-from shared.runtime import database
-from shared.types import ID_PATTERN
+from shared.runtime import Db
+from shared.types import ID_PATTERN, ClientIdPath, MemberIdPath
 
 router = APIRouter(prefix="/v1")
 
-Db = Annotated[Database, Depends(database)]
-ClientIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["C-1001"])]
 VoucherCode = Annotated[str, Path(min_length=1, max_length=64, examples=["7KQ2M-X9TRB-4HWNC"],
                                   description="As printed; any case, dashes optional")]
-AUTH_ERRORS = (Unauthorized, Forbidden, InvalidRequest)
-MembersRead = Annotated[Principal, Depends(require(Scope.MEMBERS_READ))]
-RedemptionsWrite = Annotated[Principal, Depends(require(Scope.REDEMPTIONS_WRITE))]
-VouchersUse = Annotated[Principal, Depends(require(Scope.VOUCHERS_USE))]
-Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
 def settlements(request: Request) -> Settlements:
@@ -146,7 +135,7 @@ async def cancel_redemption(redemption_id: ClientIdPath, db: Db, _: RedemptionsW
     "/members/{member_id}/redemptions", tags=["redemptions"], summary="A member's redemptions, newest first",
     response_model=Page[schemas.Redemption], responses=problem_responses(*AUTH_ERRORS),
 )
-async def list_member_redemptions(member_id: MemberId, db: Db, _: MembersRead, limit: Limit = 50,
+async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Limit = 50,
                                   cursor: Cursor = None) -> Page[schemas.Redemption]:
     """Pass `next_cursor` back as `cursor` for the next page. Scope: `members:read`."""
     async with db.read() as session:

@@ -351,6 +351,11 @@ async def _member(session: AsyncSession, member_id: str) -> Member:
     return member
 
 
+async def record_points_event(session: AsyncSession, data: events.PointsEvent) -> None:
+    """Any points.* event with a balance: keep the member's available points for the catalog's checks."""
+    await record_balance(session, data.member_id, data.balance.available)
+
+
 async def record_balance(session: AsyncSession, member_id: str, available: int) -> None:
     """The balance a points.* event carried (events of one member arrive in order: the last one is current)."""
     member = await _member(session, member_id)

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter
 
 from services.tiers import schemas, service
-from shared.auth import Principal, Scope, require
-from shared.db import Database
-from shared.errors import Forbidden, InvalidRequest, MemberNotFound, Unauthorized, problem_responses
+from shared.auth import Admin, MembersRead
+from shared.errors import AUTH_ERRORS, MemberNotFound, problem_responses
 from shared.pagination import Cursor, Limit, Page
-from shared.runtime import database
-from shared.types import ID_PATTERN
+from shared.runtime import Db
+from shared.types import MemberIdPath
 
 router = APIRouter(prefix="/v1", tags=["tiers"])
 
-Db = Annotated[Database, Depends(database)]
-MemberId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["C-1001"])]
-AUTH_ERRORS = (Unauthorized, Forbidden, InvalidRequest)
 
-MembersRead = Annotated[Principal, Depends(require(Scope.MEMBERS_READ))]
-Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
 @router.get(
@@ -48,7 +40,7 @@ async def put_tiers(body: schemas.TierProgramIn, db: Db, principal: Admin) -> sc
     "/members/{member_id}/tier", summary="A member's tier and progress", response_model=schemas.MemberTier,
     responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
 )
-async def get_member_tier(member_id: MemberId, db: Db, _: MembersRead) -> schemas.MemberTier:
+async def get_member_tier(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.MemberTier:
     """The member's tier, retention, qualifying value now and what the next tier needs. Scope: `members:read`."""
     async with db.read() as session:
         return await service.member_tier(session, member_id)
@@ -59,7 +51,7 @@ async def get_member_tier(member_id: MemberId, db: Db, _: MembersRead) -> schema
     response_model=Page[schemas.HistoryEntry], responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
 )
 async def get_tier_history(
-    member_id: MemberId, db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None
+    member_id: MemberIdPath, db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[schemas.HistoryEntry]:
     """The member's tier changes, newest first; pass `next_cursor` back as `cursor`. Scope: `members:read`."""
     async with db.read() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -81,7 +82,7 @@ def test_bonuses_first_purchase_min_spend_and_birthday_once_a_year() -> None:
 
 
 def test_partial_refunds_add_up_to_the_full_reversal() -> None:
-    common = {"earned_points": 157, "bonus_points": 50, "total": D("107")}
+    common: dict[str, Any] = {"earned_points": 157, "bonus_points": 50, "total": D("107")}
     first = reversal_for_refund(**common, already_reversed=0, refunded_before=D(0), amount=D("33.33"))
     second = reversal_for_refund(**common, already_reversed=first, refunded_before=D("33.33"), amount=D("33.33"))
     last = reversal_for_refund(**common, already_reversed=first + second, refunded_before=D("66.66"),
