@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.db import UNAVAILABLE_ERRORS, is_unavailable
@@ -137,6 +138,14 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A restart shows up as plain DBAPIErrors too (e.g. "the database system is shutting down")."""
+    if is_unavailable(exc):
+        return await _unavailable(request, exc)
+    log.error("database error during %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if is_unavailable(exc):
         return await _unavailable(request, exc)
@@ -151,4 +160,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # Registered by class so they are answered without the server logging a stack trace for an outage.
     for unavailable in UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, _unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -120,3 +120,11 @@ async def outbox_events(app: FastAPI, event_type: str | None = None) -> list[dic
     async with runtime.db.read() as session:
         rows = (await session.execute(query)).all()
     return [json.loads(row.payload) for row in rows]
+
+
+def kafka_sh(action: str, port: int, data_dir: Path, controller_port: int | None = None) -> None:
+    """A private broker (its own port and data folder) that a test may stop and start at will."""
+    env = dict(os.environ, KAFKA_PORT=str(port), LOYALTY_DATA_DIR=str(data_dir), KAFKA_HEAP="-Xms128m -Xmx384m")
+    if controller_port is not None:
+        env["KAFKA_CONTROLLER_PORT"] = str(controller_port)
+    subprocess.run([str(ROOT / "deploy/local/kafka.sh"), action], check=True, env=env, stdout=subprocess.DEVNULL)

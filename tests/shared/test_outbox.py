@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from sqlalchemy import Table, select
 from shared.db import Database
 from shared.events import MemberEnrolled
 from shared.outbox import Outbox, OutboxRelay
-from tests.support import ROOT
+from tests.support import kafka_sh
 from tests.system.harness import free_port
 
 
@@ -27,13 +25,6 @@ async def wait_for(probe: object, timeout: float) -> bool:
             return True
         await asyncio.sleep(0.2)
     return False
-
-
-def broker(action: str, port: int, data_dir: Path) -> None:
-    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(free_port()),
-               LOYALTY_DATA_DIR=str(data_dir), KAFKA_HEAP="-Xms128m -Xmx384m")
-    subprocess.run([str(ROOT / "deploy/local/kafka.sh"), action], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
@@ -58,7 +49,7 @@ async def test_event_written_while_kafka_is_away_is_delivered_when_it_is_back(
         await asyncio.sleep(2)
         assert not await published() and not relay.kafka_ok
 
-        await asyncio.to_thread(broker, "start", port, tmp_path)
+        await asyncio.to_thread(kafka_sh, "start", port, tmp_path, free_port())
         assert await wait_for(published, 60), "the relay did not publish once Kafka was back"
         consumer = AIOKafkaConsumer("loyalty.members", bootstrap_servers=bootstrap,
                                     auto_offset_reset="earliest", group_id=f"check-{uuid.uuid4().hex}")
@@ -72,4 +63,4 @@ async def test_event_written_while_kafka_is_away_is_delivered_when_it_is_back(
         assert [r.key for batch in records.values() for r in batch] == [b"m-1"]
     finally:
         await relay.stop()
-        await asyncio.to_thread(broker, "stop", port, tmp_path)
+        await asyncio.to_thread(kafka_sh, "stop", port, tmp_path)
