@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import MetaData
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared import auth
 from shared.auth import KeyStore
 from shared.consumer import EventConsumer, Handler
 from shared.context import correlation_id
@@ -175,7 +177,13 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health_router)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.add_api_route(
+        "/metrics", metrics_endpoint, methods=["GET"], tags=["operations"], summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        dependencies=[] if settings.metrics_public else [Depends(auth.require(auth.Scope.ADMIN))],
+        description="Prometheus text format. Needs an `admin` key unless `LOYALTY_METRICS_PUBLIC=true` "
+                    "(for a scraper inside a private network).",
+    )
     for router in spec.routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

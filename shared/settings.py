@@ -36,6 +36,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(5, ge=1, validation_alias="LOYALTY_CONSUMER_MAX_ATTEMPTS")
     outbox_poll_seconds: float = Field(0.2, gt=0, validation_alias="LOYALTY_OUTBOX_POLL_SECONDS")
 
+    metrics_public: bool = Field(False, validation_alias="LOYALTY_METRICS_PUBLIC")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="LOYALTY_MAX_BODY_BYTES")
     log_format: str = Field(
         "json", validation_alias="LOYALTY_LOG_FORMAT",

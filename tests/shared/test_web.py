@@ -20,6 +20,7 @@ async def test_health_ready_metrics_and_openapi(empty_db: Callable[[str], Awaita
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "checks": {"database": "ok", "kafka": "disabled"}}
         await client.get("/v1/program")
+        assert (await client.get("/metrics", headers={"Authorization": ""})).status_code == 401
         metrics = (await client.get("/metrics")).text
         assert 'loyalty_http_requests_total{method="GET",route="/v1/program",service="points",status="200"}' in metrics
         assert "/v1/purchases" in (await client.get("/openapi.json")).json()["paths"]
