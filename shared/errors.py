@@ -124,6 +124,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # a body FastAPI could not even decode: as invalid as malformed JSON
+        return problem_response(422, "validation-error", "Request is not valid", f"body: {exc.detail}",
+                                errors=[{"loc": ["body"], "msg": str(exc.detail)}])
     slugs = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 401: "unauthorized"}
     slug = slugs.get(exc.status_code, "http-error")
     headers = dict(exc.headers) if exc.headers else None
