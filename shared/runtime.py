@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -35,6 +36,7 @@ from shared.logs import configure_logging
 from shared.metrics import MetricsMiddleware, metrics_endpoint
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.types import TimeBounds
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,8 @@ class CorrelationMiddleware:
 def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     if settings.log_format == "json":
         configure_logging(spec.name, settings.log_level)
+    TimeBounds.max_past = timedelta(days=settings.max_past_days)
+    TimeBounds.max_future = timedelta(hours=settings.max_future_hours)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

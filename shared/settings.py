@@ -36,6 +36,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(5, ge=1, validation_alias="LOYALTY_CONSUMER_MAX_ATTEMPTS")
     outbox_poll_seconds: float = Field(0.2, gt=0, validation_alias="LOYALTY_OUTBOX_POLL_SECONDS")
 
+    max_past_days: int = Field(3650, ge=1, validation_alias="LOYALTY_MAX_PAST_DAYS")
+    max_future_hours: int = Field(24, ge=0, validation_alias="LOYALTY_MAX_FUTURE_HOURS")
     metrics_public: bool = Field(False, validation_alias="LOYALTY_METRICS_PUBLIC")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="LOYALTY_MAX_BODY_BYTES")
     log_format: str = Field(

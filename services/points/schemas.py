@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from shared.types import Amount, ClientId, Currency, Timestamp
+from shared.types import Amount, ClientId, Currency, ScheduleTime, Timestamp, check_currency_decimals
 
 MemberStatus = Literal["active", "suspended", "closed"]
 
@@ -86,6 +86,9 @@ class PurchaseIn(Strict):
 
     @model_validator(mode="after")
     def _lines_add_up(self) -> PurchaseIn:
+        check_currency_decimals(self.total, self.currency)
+        for line in self.lines or ():
+            check_currency_decimals(line.unit_price, self.currency)
         if self.lines:
             lines_total = sum((line.unit_price * line.quantity for line in self.lines), Decimal(0))
             if lines_total != self.total:
@@ -220,8 +223,8 @@ class PurchaseBatchResult(BaseModel):
 
 
 class RuleWindow(Strict):
-    valid_from: Timestamp | None = None
-    valid_until: Timestamp | None = None
+    valid_from: ScheduleTime | None = None
+    valid_until: ScheduleTime | None = None
 
     @field_validator("valid_until")
     @classmethod
@@ -283,8 +286,8 @@ class RulePatch(Strict):
     points: int | None = Field(None, gt=0, le=1_000_000)
     trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"] | None = None
     min_spend: Amount | None = None
-    valid_from: Timestamp | None = None
-    valid_until: Timestamp | None = None
+    valid_from: ScheduleTime | None = None
+    valid_until: ScheduleTime | None = None
 
 
 class Rule(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from shared.types import ClientId, Timestamp
+from shared.types import ClientId, ScheduleTime
 
 RedemptionStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
 VoucherStatus = Literal["active", "used", "cancelled"]
@@ -27,8 +27,8 @@ class RewardIn(Strict):
     per_member_limit: int | None = Field(None, ge=1, le=1_000_000,
                                          description="Units one member may hold, pending or confirmed; null: none")
     min_tier: ClientId | None = Field(None, description="Lowest tier that may redeem; null: every member")
-    valid_from: Timestamp | None = None
-    valid_until: Timestamp | None = None
+    valid_from: ScheduleTime | None = None
+    valid_until: ScheduleTime | None = None
     active: bool = True
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{

@@ -100,3 +100,18 @@ async def test_purchase_refusals(client: httpx.AsyncClient) -> None:
     # none of the refused ids was burnt: the same id can still be used for a valid purchase
     assert (await client.post("/v1/purchases", json=purchase("p-8", "C-7"))).status_code == 201
 
+
+
+async def test_amounts_and_dates_within_limits(client: httpx.AsyncClient) -> None:
+    await enroll(client, "C-8")
+    cents = await client.post("/v1/purchases", json=purchase("p-10", "C-8", "12.345"))
+    assert cents.status_code == 422 and "USD allows (2)" in cents.json()["detail"]
+    ancient = await client.post("/v1/purchases", json=purchase("p-11", "C-8", occurred_at="1999-01-01T00:00:00Z"))
+    assert ancient.status_code == 422 and ancient.json()["errors"][0]["loc"] == ["body", "occurred_at"]
+    future = await client.post("/v1/purchases", json=purchase("p-12", "C-8", occurred_at="2099-01-01T00:00:00Z"))
+    assert future.status_code == 422 and future.json()["errors"][0]["loc"] == ["body", "occurred_at"]
+    huge = await client.post("/v1/purchases", json=purchase("p-13", "C-8", "1" + "0" * 20))
+    assert huge.status_code == 422
+    long_id = await client.post("/v1/purchases", json=purchase("p" * 65, "C-8"))
+    assert long_id.status_code == 422
+    assert (await client.get("/v1/members/C-8/balance")).json()["available"] == 0

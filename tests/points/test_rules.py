@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from shared.db import utcnow
 from tests.points.builders import available, buy, enroll, now_purchase, purchase
 from tests.points.ledger_checks import assert_balanced
 
@@ -58,7 +62,7 @@ async def test_promotion_applies_in_its_window_and_deleting_it_keeps_points(
     assert inside["points_earned"] == 21
     assert inside["breakdown"] == [{"rule_id": "base", "points": 12}, {"rule_id": "coffee-x2", "points": 9}]
     outside = await client.post("/v1/purchases", json=purchase("pp-2", "p-1", "12.00", lines=lines,
-                                                               occurred_at="2026-12-02T10:00:00Z"))
+                                                               occurred_at="2026-10-31T10:00:00Z"))
     assert outside.json()["points_earned"] == 12
     await client.delete("/v1/earning-rules/coffee-x2")
     assert await available(client, "p-1") == 33
@@ -67,7 +71,9 @@ async def test_promotion_applies_in_its_window_and_deleting_it_keeps_points(
     await assert_balanced(app, "p-1")
 
 
-async def test_enrollment_first_purchase_and_birthday_bonuses(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_enrollment_first_purchase_and_birthday_bonuses(
+    client: httpx.AsyncClient, app: FastAPI, travel: Callable[[timedelta], None]
+) -> None:
     for rule in ({"rule_id": "signup", "kind": "bonus", "points": 100, "trigger": "enrollment"},
                  {"rule_id": "welcome", "kind": "bonus", "points": 50, "trigger": "first_purchase"},
                  {"rule_id": "bday", "kind": "bonus", "points": 30, "trigger": "birthday_month"}):
@@ -79,6 +85,7 @@ async def test_enrollment_first_purchase_and_birthday_bonuses(client: httpx.Asyn
                                   {"rule_id": "welcome", "points": 50}]
     again = (await client.post("/v1/purchases", json=purchase("bp-2", "b-1", "10.00"))).json()
     assert again["points_earned"] == 10, "birthday bonus once a year, welcome bonus once"
+    travel(datetime(2027, 11, 21, tzinfo=UTC) - utcnow())
     next_year = await client.post("/v1/purchases", json=purchase("bp-3", "b-1", "10.00",
                                                                  occurred_at="2027-11-20T10:00:00Z"))
     assert next_year.json()["points_earned"] == 40

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,9 +21,13 @@ TIERS = {
 }
 
 
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def purchase(pid: str, member: str, total: str) -> dict[str, Any]:
+    """A purchase of an hour ago: inside the tiers' rolling window whenever the test runs."""
     return {"purchase_id": pid, "member_id": member, "store_id": "store-1", "channel": "pos",
-            "occurred_at": "2026-11-20T10:15:00Z", "currency": "USD", "total": total}
+            "occurred_at": (NOW - timedelta(hours=1)).isoformat(), "currency": "USD", "total": total}
 
 
 def settle(rewards: httpx.Client, redemption_id: str) -> dict[str, Any]:
