@@ -109,6 +109,58 @@ def evaluate_tiers() -> None:
     typer.echo(f"tiers: {changed} members changed tier")
 
 
+@jobs_app.command("segments")
+def segments() -> None:
+    """Recompute every member's RFM scores, value class, lifecycle and CLV; announce changes. Safe to repeat."""
+    from services.tiers.service import recompute_segments
+    from services.tiers.settings import Settings
+
+    params = Settings().segment_params()
+
+    async def run(db: Database) -> int:
+        done = await recompute_segments(db, params=params)
+        typer.echo(f"tiers: {done.members} members segmented, {done.scored} scored, {done.changed} changed")
+        return done.changed
+
+    asyncio.run(_with_database("tiers", run))
+
+
+rebuild_app = typer.Typer(help="Rebuild a service's state from the Kafka log into an empty database.",
+                          no_args_is_help=True)
+app.add_typer(rebuild_app, name="rebuild")
+
+
+@rebuild_app.command("tiers")
+def rebuild_tiers(
+    database_url: Annotated[str, typer.Option("--database-url", help="An empty database; it is migrated first")],
+    program: Annotated[Path | None, typer.Option(
+        "--program", help="The tier program, as GET /v1/tiers answers it (default: the default program)")] = None,
+    now: Annotated[str | None, typer.Option(
+        "--now", help="RFC 3339 moment of the final evaluation and segmentation (default: the end of the replay)",
+    )] = None,
+) -> None:
+    """Replay loyalty.members, loyalty.purchases and loyalty.points from the beginning, then evaluate tiers and
+    segments: the same state as the live service's."""
+    from datetime import datetime
+
+    from services.tiers.rebuild import RebuildError, read_program, rebuild
+    from services.tiers.settings import Settings
+
+    try:
+        moment = datetime.fromisoformat(now) if now else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--now: {exc}") from exc
+    if moment is not None and moment.tzinfo is None:
+        raise typer.BadParameter("--now needs a UTC offset, e.g. 2026-11-20T10:15:00Z")
+    try:
+        body = read_program(program) if program is not None else None
+        report = asyncio.run(rebuild(database_url, Settings(), program=body, now=moment))
+    except RebuildError as exc:
+        typer.echo(f"tiers rebuild: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(str(report))
+
+
 dlt_app = typer.Typer(help="Dead letters: events a consumer gave up on.", no_args_is_help=True)
 app.add_typer(dlt_app, name="dlt")
 

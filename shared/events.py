@@ -215,13 +215,33 @@ class TierChanged(EventData):
     at: datetime
 
 
+class RfmScores(BaseModel):
+    recency: int = Field(ge=1, le=5)
+    frequency: int = Field(ge=1, le=5)
+    monetary: int = Field(ge=1, le=5)
+
+
+class MemberSegmentChanged(EventData):
+    """Produced by tiers on loyalty.members when a member's value class or lifecycle changes."""
+
+    TYPE = "member.segment_changed"
+    TOPIC = Topic.MEMBERS
+    value_class: Literal["A", "B", "C", "D"]
+    lifecycle: Literal["new", "active", "at_risk", "lapsed", "won_back"]
+    previous_value_class: Literal["A", "B", "C", "D"] | None = Field(
+        None, description="None the first time the member is segmented")
+    previous_lifecycle: Literal["new", "active", "at_risk", "lapsed", "won_back"] | None = None
+    rfm: RfmScores
+    at: datetime
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
         MemberEnrolled, MemberUpdated, PurchaseRecorded, PurchaseRefunded, PointsEarned, PointsSpent,
         PointsSpendDeclined, PointsRefunded, PointsReversed, PointsExpired, PointsAdjusted,
         PointsTransferred, RedemptionRequested, RedemptionConfirmed, RedemptionRejected,
-        RedemptionCancelled, TierChanged,
+        RedemptionCancelled, TierChanged, MemberSegmentChanged,
     )
 }
 

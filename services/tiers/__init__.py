@@ -1,1 +1,1 @@
-"""tiers: tier definitions, each member's tier and qualification progress."""
+"""tiers: tier definitions, each member's tier and qualification progress, customer segments and analytics."""

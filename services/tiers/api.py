@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from services.tiers import schemas, service
+from services.tiers.settings import Settings
 from shared.auth import Admin, MembersRead
 from shared.errors import AUTH_ERRORS, MemberNotFound, problem_responses
 from shared.pagination import Cursor, Limit, Page
-from shared.runtime import Db
+from shared.runtime import Db, runtime_of
 from shared.types import MemberIdPath
 
 router = APIRouter(prefix="/v1", tags=["tiers"])
 
 
+def _settings(request: Request) -> Settings:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, Settings)
+    return settings
 
 
 @router.get(
@@ -57,3 +62,40 @@ async def get_tier_history(
     async with db.read() as session:
         items, next_cursor = await service.history_page(session, member_id, limit, cursor)
     return Page[schemas.HistoryEntry](items=items, next_cursor=next_cursor)
+
+
+# --- segments and analytics -------------------------------------------------------------------------
+
+
+@router.get(
+    "/members/{member_id}/segment", summary="A member's segment", response_model=schemas.MemberSegment,
+    tags=["segments"], responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
+)
+async def get_member_segment(
+    member_id: MemberIdPath, request: Request, db: Db, _: MembersRead
+) -> schemas.MemberSegment:
+    """RFM scores, value class, lifecycle and CLV as the last segmentation run (every 15 minutes) left them;
+    a purchase moves the lifecycle at once. Before the member's first run: RFM 1 and class D, with lifecycle
+    and CLV computed for this answer from the member's own purchases (`computed_at` null). Scope: `members:read`."""
+    async with db.read() as session:
+        return await service.member_segment(session, member_id, _settings(request).segment_params())
+
+
+@router.get(
+    "/analytics/summary", summary="Program analytics", response_model=schemas.AnalyticsSummary,
+    tags=["segments"], responses=problem_responses(*AUTH_ERRORS),
+)
+async def get_analytics_summary(db: Db, _: Admin) -> schemas.AnalyticsSummary:
+    """Members by tier, status, value class and lifecycle (classes and lifecycles of members segmented by the
+    last run), the Pareto share of that run and the points liability. Scope: `admin`."""
+    async with db.read() as session:
+        return await service.analytics_summary(session)
+
+
+@router.post(
+    "/jobs/segments", summary="Run the segmentation now", response_model=schemas.SegmentRunOut,
+    tags=["operations"], responses=problem_responses(*AUTH_ERRORS),
+)
+async def run_segments(request: Request, db: Db, _: Admin) -> schemas.SegmentRunOut:
+    """Segment every member now, as the 15-minute job does, announcing each change. Scope: `admin`."""
+    return await service.recompute_segments(db, params=_settings(request).segment_params())

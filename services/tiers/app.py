@@ -13,15 +13,20 @@ from shared.runtime import ServiceSpec, create_service_app
 SPEC = ServiceSpec(
     name="tiers",
     title="Loyalty tiers",
-    description="Tier definitions, each member's tier and qualification progress.",
+    description=(
+        "Tier definitions, each member's tier and qualification progress; customer segments (RFM scores, value "
+        "classes, lifecycle, CLV) and program analytics. How segments are computed (quintiles and their ties, "
+        "class boundaries, lifecycle rules, the CLV model) is explained in `docs/segments.md` of the repository."
+    ),
     metadata=Base.metadata,
     routers=[router],
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
-    jobs=[(jobs.EVALUATE_EVERY_SECONDS, jobs.evaluate_tiers)],
+    jobs=[(jobs.EVALUATE_EVERY_SECONDS, jobs.evaluate_tiers), (jobs.SEGMENTS_EVERY_SECONDS, jobs.recompute_segments)],
     openapi_tags=[
         {"name": "tiers", "description": "The tier program, members' tiers, progress and history"},
-        {"name": "operations", "description": "Health and readiness"},
+        {"name": "segments", "description": "Customer segments and program analytics"},
+        {"name": "operations", "description": "Health, readiness and scheduled jobs run on demand"},
     ],
 )
 

@@ -1,5 +1,6 @@
 """Tables of the tiers service: the tier program, each member's standing and history, and the purchase
-facts (per purchase and per refund) that the qualifying value of the rolling window is computed from.
+facts (per purchase and per refund) that the qualifying value of the rolling window is computed from; each
+member's segment, the last segmentation run and the points balances known from ``points.*`` events.
 
 Facts are keyed by the ids the points service gave them (``purchase_id``, ``refund_id``) and written by
 setting values, never by adding to them, so a repeated event with a new event id cannot count twice.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, Numeric, SmallInteger, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
@@ -109,3 +110,50 @@ class TierHistory(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_tier_history_member_entry", "member_id", "entry_id"),)
+
+
+class Segment(Base):
+    """A member's segment as the last segmentation run (or a purchase since, for ``lifecycle``) left it:
+    what ``member.segment_changed`` last announced. See services/tiers/segments.py and docs/segments.md."""
+
+    __tablename__ = "segment"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recency: Mapped[int] = mapped_column(SmallInteger)
+    frequency: Mapped[int] = mapped_column(SmallInteger)
+    monetary: Mapped[int] = mapped_column(SmallInteger)
+    value_class: Mapped[str] = mapped_column(String(1))
+    lifecycle: Mapped[str] = mapped_column(String(16))
+    clv_estimate: Mapped[Decimal] = mapped_column(Money)
+    revenue: Mapped[Decimal] = mapped_column(Money)  # net revenue in the window, what the class comes from
+    purchases: Mapped[int] = mapped_column(Integer)  # counted purchases in the window
+    last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when value_class or lifecycle last changed
+
+
+class SegmentRun(Base):
+    """The last segmentation run (one row, id 1): when, with which settings, and what it found about the
+    program as a whole. Its row lock keeps two runs from overlapping."""
+
+    __tablename__ = "segment_run"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: never ran
+    window_days: Mapped[int] = mapped_column(Integer)
+    recency_days: Mapped[int] = mapped_column(Integer)
+    new_days: Mapped[int] = mapped_column(Integer)
+    members: Mapped[int] = mapped_column(Integer)
+    scored: Mapped[int] = mapped_column(Integer)
+    revenue: Mapped[Decimal] = mapped_column(Money)
+    top_20pct_revenue_share: Mapped[Decimal | None] = mapped_column(Numeric(6, 5))
+    retention_rate: Mapped[Decimal | None] = mapped_column(Numeric(6, 5))
+    expected_lifetime_years: Mapped[Decimal] = mapped_column(Numeric(8, 4))
+
+
+class PointsBalance(Base):
+    """Each member's balance as the last ``points.*`` event told it (events of one member come in order);
+    the program's points liability is their sum."""
+
+    __tablename__ = "points_balance"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    available: Mapped[int] = mapped_column(BigInteger)
+    pending: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -92,3 +92,67 @@ class HistoryEntry(BaseModel):
     to_tier: str
     reason: str = Field(examples=["enrolled", "upgrade", "downgrade", "tiers-changed"])
     at: datetime
+
+
+# --- segments and analytics -------------------------------------------------------------------------
+
+ValueClass = Literal["A", "B", "C", "D"]
+Lifecycle = Literal["new", "active", "at_risk", "lapsed", "won_back"]
+Score = Annotated[int, Field(ge=1, le=5)]
+
+
+class Rfm(BaseModel):
+    recency: Score = Field(description="5: bought most recently; quintiles over the scored members")
+    frequency: Score = Field(description="5: most purchases in the segment window")
+    monetary: Score = Field(description="5: most revenue in the segment window")
+
+
+class MemberSegment(BaseModel):
+    member_id: str
+    rfm: Rfm
+    value_class: ValueClass = Field(description="A: the members making the first 50% of the window's revenue, "
+                                                "B the next 30%, C the next 15%, D the rest and non-buyers")
+    lifecycle: Lifecycle
+    clv_estimate: str = Field(examples=["1250.00"], description="Average order value x purchases per year x "
+                                                                "expected remaining years (docs/segments.md)")
+    computed_at: datetime | None = Field(
+        description="When the segmentation run that scored the member ran; null before the member's first run "
+                    "(RFM 1, class D, lifecycle and CLV computed for this answer)")
+
+
+class Pareto(BaseModel):
+    top_20pct_revenue_share: float | None = Field(
+        examples=[0.62], description="Share of the window's revenue made by the top 20% of scored members; "
+                                     "null before the first run or without revenue")
+
+
+class SegmentsInfo(BaseModel):
+    computed_at: datetime = Field(description="When the last segmentation run ran")
+    segmented: int = Field(description="Members with a stored segment (the rest joined since the last run)")
+    scored: int = Field(description="Members in the scored base: not suspended or closed, with a purchase")
+    window_days: int
+    recency_threshold_days: int
+    new_member_days: int
+    revenue: str = Field(description="Revenue of the scored base in the window, net of refunds")
+    retention_rate: float | None = Field(
+        description="Share of the previous window's buyers who bought in this window; null without any")
+    expected_lifetime_years: float = Field(description="r / (1 - r), the CLV model's remaining lifetime")
+
+
+class AnalyticsSummary(BaseModel):
+    members: int
+    by_tier: dict[str, int]
+    by_status: dict[str, int] = Field(description="unknown: members known only from their purchases")
+    by_value_class: dict[str, int] = Field(description="Members with a stored segment, by value class")
+    by_lifecycle: dict[str, int] = Field(description="Members with a stored segment, by lifecycle")
+    pareto: Pareto
+    points_liability: int = Field(description="Outstanding points (available + pending, never below zero per "
+                                              "member) as the last points.* event of each member told it")
+    segments: SegmentsInfo | None = Field(description="The last segmentation run; null before the first")
+
+
+class SegmentRunOut(BaseModel):
+    computed_at: datetime
+    members: int
+    scored: int
+    changed: int = Field(description="Members whose value class or lifecycle changed (one event each)")

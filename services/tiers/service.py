@@ -1,12 +1,15 @@
 """Use cases of the tiers service, one transaction each (the caller commits; these only flush).
 
 A member's tier is evaluated (``domain.evaluate``) after each purchase fact, for every member when the
-program changes, and by the hourly ``evaluate_all`` for members whose retention has ended.
+program changes, and by the hourly ``evaluate_all`` for members whose retention has ended. Segments
+(``segments.segment_all``) are computed for everyone by ``recompute_segments``, every 15 minutes; a purchase
+or refund moves its member's lifecycle at once.
 
 Locks are always taken in one order: the program row first (shared by evaluations, exclusive for a program
 change), then member rows in member_id order. So an evaluation never applies a ladder that a committed
 change replaced, a member enrolled during a change is evaluated against the new ladder, and nothing
-deadlocks.
+deadlocks. The segmentation run locks its run row and then every segment row, and takes no other lock; a
+purchase locks its member's segment row last, after the program and member rows.
 """
 
 from __future__ import annotations
@@ -15,13 +18,25 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiers import domain, schemas
-from services.tiers.models import Base, Member, Purchase, Refund, Tier, TierHistory, TierProgram, outbox
+from services.tiers import domain, schemas, segments
+from services.tiers.models import (
+    Base,
+    Member,
+    PointsBalance,
+    Purchase,
+    Refund,
+    Segment,
+    SegmentRun,
+    Tier,
+    TierHistory,
+    TierProgram,
+    outbox,
+)
 from shared import events
 from shared.db import Database, insert_ignoring_conflicts, utcnow
 from shared.errors import InvalidRequest, MemberNotFound
@@ -35,6 +50,7 @@ OUTBOX = Outbox(outbox, SOURCE)
 BATCH_SIZE = 500
 CENT = Decimal("0.01")
 PROGRAM_TABLE = Base.metadata.tables["tier_program"]
+RUN_TABLE = Base.metadata.tables["segment_run"]
 
 
 # --- program ---------------------------------------------------------------------------------------
@@ -222,6 +238,7 @@ async def record_purchase(
     purchase.points_earned = data.points_earned
     await _sync_refunds(session, purchase)  # a points.reversed may have come first
     await _settle(session, [member], program, now)
+    await _refresh_lifecycle(session, member, now)
 
 
 async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *, now: datetime | None = None) -> None:
@@ -237,6 +254,7 @@ async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *,
     if purchase is not None and purchase.member_id == data.member_id:
         await _sync_refunds(session, purchase)
     await _settle(session, [member], program, now)
+    await _refresh_lifecycle(session, member, now)
 
 
 async def record_points_earned(
@@ -245,9 +263,10 @@ async def record_points_earned(
     """Confirm a purchase's points. Only the buyer's own purchase counts: a referral bonus names the
     referred member's purchase, and points not tied to a purchase (enrolment, referral) do not qualify.
     When the purchase is not known yet its ``purchase.recorded`` brings the same figure."""
+    now = now or utcnow()
+    await record_points_balance(session, data, now=now)
     if data.purchase_id is None:
         return
-    now = now or utcnow()
     program = await _program_for_evaluation(session)
     member = await session.get(Member, data.member_id, with_for_update=True)
     purchase = await session.get(Purchase, data.purchase_id)
@@ -262,6 +281,7 @@ async def record_points_reversed(
 ) -> None:
     """Store the points a refund took back; they count once the purchase is known."""
     now = now or utcnow()
+    await record_points_balance(session, data, now=now)
     program = await _program_for_evaluation(session)
     member = await session.get(Member, data.member_id, with_for_update=True)
     refund = await _refund(session, data.refund_id, data.purchase_id, data.member_id)
@@ -272,6 +292,22 @@ async def record_points_reversed(
         return
     await _sync_refunds(session, purchase)
     await _settle(session, [member], program, now)
+
+
+async def record_points_balance(
+    session: AsyncSession, data: events.PointsEvent, *, now: datetime | None = None
+) -> None:
+    """Keep the member's balance as the event tells it (a member's events come in order, so the last one
+    is the balance now); the points liability is their sum."""
+    now = now or utcnow()
+    balance = await session.get(PointsBalance, data.member_id, with_for_update=True)
+    if balance is None:
+        balance = PointsBalance(member_id=data.member_id)
+        session.add(balance)
+    balance.available = data.balance.available
+    balance.pending = data.balance.pending
+    balance.updated_at = now
+    await session.flush()
 
 
 # --- the hourly job --------------------------------------------------------------------------------
@@ -298,6 +334,232 @@ async def evaluate_all(db: Database, *, now: datetime | None = None, batch_size:
                 return changed
             changed += await _settle(session, members, program, now)
         last = members[-1].member_id
+
+
+# --- segments --------------------------------------------------------------------------------------
+
+
+async def recompute_segments(
+    db: Database, *, now: datetime | None = None, params: segments.Params | None = None
+) -> schemas.SegmentRunOut:
+    """Segment every member in one pass and one transaction (the job, every 15 minutes, and
+    ``loyalty jobs segments``): RFM scores, value class, lifecycle and CLV, and a ``member.segment_changed``
+    for each member whose value class or lifecycle changed. Safe to repeat.
+
+    The run's row lock keeps runs from overlapping; the segment rows are locked first, so a purchase that
+    refreshes a lifecycle meanwhile waits and then builds on what this run wrote."""
+    now = now or utcnow()
+    params = params or segments.Params()
+    async with db.transaction() as session:
+        run = await _locked_run(session)
+        stored = {row.member_id: row for row in (await session.execute(
+            select(Segment).order_by(Segment.member_id).with_for_update()
+        )).scalars()}
+        facts = await _member_facts(session, now, params)
+        results, overview = segments.segment_all(facts, now, params)
+        announcements: list[events.EventData] = []
+        for member in facts:
+            segment = results[member.member_id]
+            row = stored.get(member.member_id)
+            if row is None:
+                row = Segment(member_id=member.member_id, changed_at=now)
+                session.add(row)
+            rfm = events.RfmScores(recency=segment.recency, frequency=segment.frequency, monetary=segment.monetary)
+            if (row.value_class, row.lifecycle) != (segment.value_class, segment.lifecycle):
+                announcements.append(_segment_changed(row, segment.value_class, segment.lifecycle, rfm, now))
+                row.changed_at = now
+            row.recency, row.frequency, row.monetary = rfm.recency, rfm.frequency, rfm.monetary
+            row.value_class, row.lifecycle = segment.value_class, segment.lifecycle
+            row.clv_estimate = segment.clv_estimate
+            row.revenue = member.history.window_revenue
+            row.purchases = member.history.window_purchases
+            row.last_purchase_at = member.history.last_at
+        run.computed_at = now
+        run.window_days, run.recency_days, run.new_days = params.window_days, params.recency_days, params.new_days
+        run.members, run.scored, run.revenue = len(facts), overview.scored, overview.revenue
+        run.top_20pct_revenue_share = _ratio(overview.top_20pct_revenue_share)
+        run.retention_rate = _ratio(overview.retention_rate)
+        run.expected_lifetime_years = overview.expected_lifetime_years.quantize(Decimal("0.0001"))
+        await session.flush()
+        await OUTBOX.add(session, *announcements)
+    return schemas.SegmentRunOut(computed_at=now, members=len(facts), scored=overview.scored,
+                                 changed=len(announcements))
+
+
+async def last_segmented_at(db: Database) -> datetime | None:
+    """When the last segmentation run ran, None before the first."""
+    async with db.read() as session:
+        run = await _last_run(session)
+    return run.computed_at if run else None
+
+
+async def member_segment(
+    session: AsyncSession, member_id: str, params: segments.Params, *, now: datetime | None = None
+) -> schemas.MemberSegment:
+    """The member's segment as the last run left it; before the member's first run, RFM 1 and class D, with
+    lifecycle and CLV computed now from the member's own purchases (``computed_at`` null)."""
+    now = now or utcnow()
+    member = await _get_member(session, member_id)
+    run = await _last_run(session)
+    row = await session.get(Segment, member_id)
+    if row is not None and run is not None:
+        return schemas.MemberSegment(
+            member_id=member_id,
+            rfm=schemas.Rfm(recency=row.recency, frequency=row.frequency, monetary=row.monetary),
+            value_class=cast(segments.ValueClass, row.value_class), lifecycle=cast(segments.Lifecycle, row.lifecycle),
+            clv_estimate=_amount(row.clv_estimate, "spend"), computed_at=run.computed_at,
+        )
+    history = (await _histories(session, now, params, [member_id])).get(member_id, segments.History())
+    lifetime = run.expected_lifetime_years if run is not None else segments.expected_lifetime_years(None)
+    segment = segments.unscored(segments.MemberFacts(member_id, member.status, _enrolled(member), history),
+                                now, params, lifetime)
+    return schemas.MemberSegment(
+        member_id=member_id, rfm=schemas.Rfm(recency=1, frequency=1, monetary=1), value_class="D",
+        lifecycle=segment.lifecycle, clv_estimate=_amount(segment.clv_estimate, "spend"), computed_at=None,
+    )
+
+
+async def analytics_summary(session: AsyncSession) -> schemas.AnalyticsSummary:
+    """Counts read from the stored tiers and segments (GROUP BY), the Pareto share of the last run and
+    the points liability; nothing is recomputed here."""
+    program = await load_program(session)
+    by_tier = dict.fromkeys(program.ladder, 0) | await _counts(session, Member.tier_id)
+    by_status = {"active": 0, "suspended": 0, "closed": 0} | {
+        status or "unknown": count for status, count in (await _counts(session, Member.status)).items()}
+    by_class = dict.fromkeys(segments.VALUE_CLASSES, 0) | await _counts(session, Segment.value_class)
+    by_lifecycle = dict.fromkeys(segments.LIFECYCLES, 0) | await _counts(session, Segment.lifecycle)
+    outstanding = PointsBalance.available + PointsBalance.pending
+    liability = (await session.execute(
+        select(func.coalesce(func.sum(case((outstanding > 0, outstanding), else_=0)), 0))
+    )).scalar_one()
+    run = await _last_run(session)
+    return schemas.AnalyticsSummary(
+        members=sum(by_tier.values()), by_tier=by_tier, by_status=by_status, by_value_class=by_class,
+        by_lifecycle=by_lifecycle,
+        pareto=schemas.Pareto(top_20pct_revenue_share=_float(run.top_20pct_revenue_share) if run else None),
+        points_liability=int(liability),
+        segments=schemas.SegmentsInfo(
+            computed_at=run.computed_at, segmented=sum(by_class.values()), scored=run.scored,
+            window_days=run.window_days, recency_threshold_days=run.recency_days, new_member_days=run.new_days,
+            revenue=_amount(run.revenue, "spend"), retention_rate=_float(run.retention_rate),
+            expected_lifetime_years=float(run.expected_lifetime_years),
+        ) if run else None,
+    )
+
+
+async def restore_announced_segment(
+    session: AsyncSession, data: events.MemberSegmentChanged, *, now: datetime | None = None
+) -> None:
+    """For a rebuild only: take the segment a ``member.segment_changed`` in the log announced as the
+    member's stored one, so the rebuilt service announces only what changed since. (The live service
+    ignores its own announcements.)"""
+    if await session.get(Member, data.member_id) is None:
+        return
+    row = await session.get(Segment, data.member_id, with_for_update=True)
+    if row is None:
+        row = Segment(member_id=data.member_id, clv_estimate=Decimal(0), revenue=Decimal(0), purchases=0)
+        session.add(row)
+    row.recency, row.frequency, row.monetary = data.rfm.recency, data.rfm.frequency, data.rfm.monetary
+    row.value_class, row.lifecycle, row.changed_at = data.value_class, data.lifecycle, data.at
+    await session.flush()
+
+
+async def _refresh_lifecycle(session: AsyncSession, member: Member, now: datetime) -> None:
+    """A purchase or refund moves a segmented member's lifecycle at once (a lapsed member who buys is won
+    back now, not at the next run), with the settings of the last run; the rest waits for the next run."""
+    run = await _last_run(session)
+    if run is None:
+        return
+    row = await session.get(Segment, member.member_id, with_for_update=True)
+    if row is None:
+        return
+    params = segments.Params(window_days=run.window_days, recency_days=run.recency_days, new_days=run.new_days)
+    history = (await _histories(session, now, params, [member.member_id])).get(member.member_id, segments.History())
+    lifecycle = segments.lifecycle(_enrolled(member), history, now, params)
+    if lifecycle == row.lifecycle:
+        return
+    rfm = events.RfmScores(recency=row.recency, frequency=row.frequency, monetary=row.monetary)
+    await OUTBOX.add(session, _segment_changed(row, row.value_class, lifecycle, rfm, now))
+    row.lifecycle, row.changed_at = lifecycle, now
+    await session.flush()
+
+
+def _segment_changed(
+    before: Segment, value_class: str, lifecycle: str, rfm: events.RfmScores, now: datetime
+) -> events.MemberSegmentChanged:
+    """The announcement of a change from the stored row ``before`` (a new row has no class yet)."""
+    return events.MemberSegmentChanged(
+        member_id=before.member_id, value_class=cast(segments.ValueClass, value_class),
+        lifecycle=cast(segments.Lifecycle, lifecycle),
+        previous_value_class=cast(segments.ValueClass | None, before.value_class),
+        previous_lifecycle=cast(segments.Lifecycle | None, before.lifecycle), rfm=rfm, at=now,
+    )
+
+
+async def _last_run(session: AsyncSession) -> SegmentRun | None:
+    """The last segmentation run, None before the first."""
+    run = await session.get(SegmentRun, 1)
+    return run if run is not None and run.computed_at is not None else None
+
+
+async def _locked_run(session: AsyncSession) -> SegmentRun:
+    """The run's row, created if missing and locked until the caller's transaction ends."""
+    await session.execute(insert_ignoring_conflicts(RUN_TABLE, session.get_bind().dialect.name).values(
+        id=1, computed_at=None, window_days=0, recency_days=0, new_days=0, members=0, scored=0, revenue=Decimal(0),
+        top_20pct_revenue_share=None, retention_rate=None, expected_lifetime_years=Decimal(1),
+    ))
+    run = await session.get(SegmentRun, 1, with_for_update=True)
+    assert run is not None
+    return run
+
+
+def _enrolled(member: Member) -> datetime:
+    """When the member joined: the enrolment, or when tiers first saw them if it never heard of it."""
+    return member.enrolled_at or member.first_seen_at
+
+
+async def _member_facts(session: AsyncSession, now: datetime, params: segments.Params) -> list[segments.MemberFacts]:
+    histories = await _histories(session, now, params)
+    members = (await session.execute(
+        select(Member.member_id, Member.status, Member.enrolled_at, Member.first_seen_at).order_by(Member.member_id)
+    )).all()
+    return [segments.MemberFacts(m.member_id, m.status, m.enrolled_at or m.first_seen_at,
+                                 histories.get(m.member_id, segments.History())) for m in members]
+
+
+async def _histories(
+    session: AsyncSession, now: datetime, params: segments.Params, member_ids: list[str] | None = None
+) -> dict[str, segments.History]:
+    """Each member's purchases folded into their History, streamed member by member."""
+    query = (select(Purchase.member_id, Purchase.occurred_at, Purchase.total, Purchase.refunded)
+             .order_by(Purchase.member_id).execution_options(yield_per=2000))
+    if member_ids is not None:
+        query = query.where(Purchase.member_id.in_(member_ids))
+    histories: dict[str, segments.History] = {}
+    current: str | None = None
+    bought: list[segments.Purchase] = []
+    async for row in await session.stream(query):
+        if row.member_id != current:
+            if current is not None:
+                histories[current] = segments.summarize(bought, now, params)
+            current, bought = row.member_id, []
+        bought.append(segments.Purchase(row.occurred_at, row.total - row.refunded))
+    if current is not None:
+        histories[current] = segments.summarize(bought, now, params)
+    return histories
+
+
+async def _counts(session: AsyncSession, column: Any) -> dict[Any, int]:
+    rows = (await session.execute(select(column, func.count()).group_by(column))).all()
+    return {value: count for value, count in rows}
+
+
+def _ratio(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(Decimal("0.00001"))
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 # --- evaluation ------------------------------------------------------------------------------------

@@ -31,6 +31,11 @@ def readiness(cluster: Cluster, name: str) -> str:
         return "no answer"
 
 
+def wait_all_ready(cluster: Cluster) -> None:
+    for name in SERVICES:
+        eventually(lambda: readiness(cluster, name) == "ready", f"{name} ready again", 60)  # noqa: B023
+
+
 def steady_purchases(cluster: Cluster, tag: str, count: int, pace: float, during: Callable[[], None]
                      ) -> tuple[list[dict[str, Any]], list[httpx.Response]]:
     """Tills post ``count`` purchases at ``pace`` seconds apart while ``during()`` breaks something."""
@@ -82,8 +87,7 @@ def test_kafka_away_for_20s_purchases_still_accepted_then_delivered_once(
             bodies, answers = steady_purchases(cluster, "ka", 240, 0.1, outage)
             assert seen_degraded == ["degraded"]
             assert all(a.status_code == 201 for a in answers), "purchases are accepted while Kafka is away"
-            for name in SERVICES:
-                eventually(lambda name=name: readiness(cluster, name) == "ready", f"{name} ready again", 60)
+            wait_all_ready(cluster)
             check_exactly_once(cluster, bodies)
     finally:
         kafka_sh("stop", port, data)
@@ -110,7 +114,6 @@ def test_postgres_restarted_requests_get_503_never_500_and_services_recover(
             assert {a.status_code for a in failures} == {503}
             assert all(a.headers["content-type"].startswith("application/problem+json") for a in failures)
             assert all(a.json()["type"] == "/problems/service-unavailable" for a in failures)
-            for name in SERVICES:
-                eventually(lambda name=name: readiness(cluster, name) == "ready", f"{name} ready again", 60)
+            wait_all_ready(cluster)
             check_exactly_once(cluster, bodies)
 

@@ -33,8 +33,12 @@ def program(**fields: Any) -> dict[str, Any]:
     return body
 
 
-def enrolled(member_id: str, status: str = "active") -> events.MemberEnrolled:
-    return events.MemberEnrolled(member_id=member_id, status=status, enrolled_at=utcnow())
+def enrolled(member_id: str, status: str = "active", *, days_ago: float = 0) -> events.MemberEnrolled:
+    return events.MemberEnrolled(member_id=member_id, status=status, enrolled_at=days_from_now(-days_ago))
+
+
+def updated(member_id: str, status: str, *, days_ago: float = 0) -> events.MemberUpdated:
+    return events.MemberUpdated(member_id=member_id, status=status, enrolled_at=days_from_now(-days_ago))
 
 
 def purchase(
@@ -68,3 +72,17 @@ def points_reversed(refund_id: str, purchase_id: str, member_id: str, points: in
         member_id=member_id, purchase_id=purchase_id, refund_id=refund_id, points=points,
         balance=events.BalanceSnapshot(available=0, pending=0),
     )
+
+
+def balance_event(
+    kind: type[events.PointsEvent], member_id: str, available: int, pending: int = 0, **fields: Any
+) -> events.PointsEvent:
+    """A points.* event of ``kind`` leaving the member with ``available`` and ``pending`` points."""
+    defaults: dict[str, Any] = {
+        events.PointsSpent: {"redemption_id": "r-1"}, events.PointsRefunded: {"redemption_id": "r-1"},
+        events.PointsReversed: {"purchase_id": "p-x", "refund_id": "rf-x"},
+        events.PointsAdjusted: {"adjustment_id": "a-1", "reason": "goodwill", "actor": "ops"},
+        events.PointsTransferred: {"transfer_id": "t-1", "to_member_id": "C-9", "direction": "out"},
+    }.get(kind, {})
+    return kind(member_id=member_id, points=10, balance=events.BalanceSnapshot(available=available, pending=pending),
+                **(defaults | fields))
