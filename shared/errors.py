@@ -145,6 +145,10 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """A restart shows up as plain DBAPIErrors too (e.g. "the database system is shutting down")."""
     if is_unavailable(exc):
         return await _unavailable(request, exc)
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    if sqlstate.startswith("22"):  # data exception: a value the database cannot store (a NUL in text...)
+        return problem_response(422, "validation-error", "Request is not valid",
+                                "A value in the request cannot be stored (for example a NUL character in text).")
     log.error("database error during %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
 

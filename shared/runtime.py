@@ -125,6 +125,7 @@ class Runtime:
     async def _every(self, interval: float, job: Job) -> None:
         while True:
             await asyncio.sleep(interval)
+            correlation_id.set(str(uuid.uuid4()))  # each run's events share an id of their own
             try:
                 await job(self)
             except asyncio.CancelledError:

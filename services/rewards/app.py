@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.rewards import consumers
+from services.rewards import consumers, jobs
 from services.rewards.api import router
 from services.rewards.models import Base
 from services.rewards.settings import Settings
@@ -19,11 +19,18 @@ def start_settlements(app: FastAPI) -> None:
 SPEC = ServiceSpec(
     name="rewards",
     title="Loyalty rewards",
-    description="The rewards catalog, redemptions (a saga with the points service) and voucher codes.",
+    description=(
+        "The rewards catalog, redemptions (a saga with the points service) and voucher codes.\n\n"
+        "How a redemption moves from `pending` to `confirmed`, `rejected` or `cancelled`, what each event "
+        "does and what is guaranteed (stock never below zero, points taken at most once): "
+        "`docs/redemptions.md` in the source repository."
+    ),
     metadata=Base.metadata,
     routers=[router],
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
+    # Asks points again for pending redemptions whose answer is overdue (REWARDS_REDEMPTION_RETRY_SECONDS).
+    jobs=[(jobs.REASK_EVERY_SECONDS, jobs.reask_redemptions)],
     openapi_tags=[
         {"name": "rewards", "description": "The catalog: cost, stock, validity, tier gates, per-member limits"},
         {"name": "redemptions", "description": "Spending points on a reward: requested, then confirmed or rejected"},

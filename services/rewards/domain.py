@@ -108,6 +108,19 @@ def stock_left_for(stock: int | None, held: int) -> int | None:
     return None if stock is None else max(stock - held, 0)
 
 
+def reask_delays(retry_seconds: float, max_seconds: float) -> list[float]:
+    """How long a pending redemption waits for points' answer before it is asked again, by the number of asks
+    so far: ``retry_seconds`` after the first, doubling after each further ask up to ``max_seconds``. Item
+    ``i`` is the wait after ask ``i + 1``; the last item (``max_seconds``) is the wait after every later ask."""
+    delays: list[float] = []
+    delay = retry_seconds
+    while delay < max_seconds:
+        delays.append(delay)
+        delay *= 2
+    delays.append(max_seconds)
+    return delays
+
+
 def new_voucher_code() -> str:
     """15 characters drawn with ``secrets`` from a 32-letter alphabet, shown as ``XXXXX-XXXXX-XXXXX``."""
     raw = "".join(secrets.choice(VOUCHER_ALPHABET) for _ in range(VOUCHER_LENGTH))

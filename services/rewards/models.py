@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
@@ -52,7 +52,8 @@ class Reward(Base):
 
 class Redemption(Base):
     """One request to spend points on a reward: pending until points answers, then confirmed or rejected;
-    a confirmed one may be cancelled while its voucher is unused."""
+    a confirmed one may be cancelled while its voucher is unused. ``asks`` counts the ``redemption.requested``
+    events written for it (the first and every re-ask of jobs.reask_stale), the last at ``last_requested_at``."""
 
     __tablename__ = "redemption"
     redemption_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -65,10 +66,14 @@ class Redemption(Base):
     voucher_code: Mapped[str | None] = mapped_column(String(17))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    asks: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (
         Index("ix_redemption_member_created", "member_id", "created_at", "redemption_id"),
         Index("ix_redemption_reward_member", "reward_id", "member_id"),
+        Index("ix_redemption_pending_asked", "last_requested_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.types import ClientId, ScheduleTime
 
@@ -14,13 +14,27 @@ VoucherStatus = Literal["active", "used", "cancelled"]
 Ineligibility = Literal["tier-too-low", "out-of-stock", "limit-reached", "reward-unavailable", "insufficient-points"]
 
 
+def _storable(value: str) -> str:
+    """PostgreSQL text holds neither NUL nor lone surrogates: such input is a 422, never a 500."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class RewardIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=2000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = Field(None, max_length=2000)
     points_cost: int = Field(gt=0, le=1_000_000_000)
     stock: int | None = Field(None, ge=0, le=1_000_000_000,
                               description="Units on offer in all; null: unlimited")

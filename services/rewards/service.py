@@ -2,15 +2,16 @@
 
 Every use case that moves stock locks the reward row first; the settlement and cancellation of a redemption
 lock the redemption row, then the reward's. A redemption request locks only the reward, so the two orders
-never wait on each other in a cycle.
+never wait on each other in a cycle. Asking again for overdue redemptions locks only redemption rows and skips
+those already locked, so it never waits at all.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards import domain, schemas
@@ -169,7 +170,7 @@ async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn) 
     redemption = Redemption(
         redemption_id=body.redemption_id, member_id=body.member_id, reward_id=reward.reward_id,
         quantity=body.quantity, points_cost=reward.points_cost * body.quantity, status="pending",
-        created_at=now, updated_at=now,
+        created_at=now, updated_at=now, last_requested_at=now, asks=1,
     )
     session.add(redemption)
     await session.flush()
@@ -253,6 +254,32 @@ async def cancel_redemption(session: AsyncSession, redemption_id: str) -> Redemp
     await session.flush()
     await OUTBOX.add(session, _event(redemption, events.RedemptionCancelled))
     return redemption
+
+
+async def reask_overdue(session: AsyncSession, *, now: datetime, retry_seconds: float, retry_max_seconds: float,
+                        limit: int) -> list[Redemption]:
+    """Ask points again for up to ``limit`` pending redemptions whose answer is overdue (see
+    ``domain.reask_delays``): another ``redemption.requested`` with the same redemption id and terms. Rows
+    another transaction holds (a settlement, another instance's re-ask) are skipped, not waited for."""
+    delays = domain.reask_delays(retry_seconds, retry_max_seconds)
+    overdue = [and_(Redemption.asks == asks, Redemption.last_requested_at <= now - timedelta(seconds=delay))
+               for asks, delay in enumerate(delays[:-1], start=1)]
+    overdue.append(and_(Redemption.asks >= len(delays),
+                        Redemption.last_requested_at <= now - timedelta(seconds=delays[-1])))
+    rows = list((await session.execute(
+        select(Redemption)
+        # a literal, not a parameter, so PostgreSQL can use the partial index ix_redemption_pending_asked
+        .where(Redemption.status == literal_column("'pending'"),
+               Redemption.last_requested_at <= now - timedelta(seconds=delays[0]), or_(*overdue))
+        .order_by(Redemption.last_requested_at).limit(limit)
+        .with_for_update(skip_locked=True)
+    )).scalars())
+    for redemption in rows:
+        redemption.asks += 1
+        redemption.last_requested_at = now
+    await session.flush()
+    await OUTBOX.add(session, *[_event(r, events.RedemptionRequested) for r in rows])
+    return rows
 
 
 # --- vouchers --------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_fuzzed_requests_get_documented_answers(service: str, tmp_path: Path) ->
             [str(Path(sys.executable).parent / "st"), "run", f"{process.url}/openapi.json",
              "-H", f"Authorization: Bearer {ADMIN_KEY}", "--checks", CHECKS,
              "--phases", "examples,coverage,fuzzing", "--max-examples", "50", "--workers", "2",
-             "--seed", "20261124", "--no-color"],
+             "--seed", "20261124", "--no-color", "--request-timeout", "15"],
             capture_output=True, text=True, cwd=ROOT, timeout=900,
         )
     finally:

@@ -30,3 +30,8 @@ async def test_api_keys_never_appear_in_logs(client: httpx.AsyncClient, caplog: 
     await client.get("/v1/members/nobody", headers={"X-API-Key": "another-wrong-key"})
     logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
     assert ADMIN_KEY not in logged and "wrong-key-123" not in logged and "another-wrong-key" not in logged
+
+
+async def test_text_the_database_cannot_store_is_422_not_500(client: httpx.AsyncClient) -> None:
+    answer = await client.put("/v1/members/nul-1", json={"name": "a\u0000b"})
+    assert answer.status_code == 422 and answer.json()["type"] == "/problems/validation-error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
@@ -73,6 +74,17 @@ async def test_bad_rewards_are_422_naming_the_field(client: httpx.AsyncClient, c
     assert answer.json()["type"] == "/problems/validation-error"
     assert any(field in err["loc"] for err in answer.json()["errors"]), answer.json()
     assert (await client.get("/v1/rewards/cup")).status_code == 404
+
+
+@pytest.mark.parametrize(("field", "escaped"), [("name", "Cup\\u0000"), ("description", "a\\u0000b"),
+                                               ("description", "a\\udad4b")])
+async def test_text_postgresql_cannot_store_is_422(client: httpx.AsyncClient, field: str, escaped: str) -> None:
+    """A NUL character or a lone surrogate (valid JSON escapes) is refused, not a 500 from the database."""
+    body = {"name": "Cup", "points_cost": 100, field: "?"}
+    raw = json.dumps(body).replace('"?"', f'"{escaped}"')
+    answer = await client.put("/v1/rewards/cup", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["loc"] == ["body", field]
 
 
 async def test_catalog_pages_by_reward_id(client: httpx.AsyncClient) -> None:
