@@ -56,11 +56,6 @@ class Cluster:
         for process in self.every():
             process.stop()
 
-    def restart(self, process: ServiceProcess, *, kill: bool = True) -> None:
-        process.kill() if kill else process.stop()
-        process.start()
-        process.wait_ready(want="ready")
-
     def client(self, name: str, instance: int = 0) -> httpx.Client:
         return httpx.Client(base_url=self.instances[name][instance].url, timeout=10,
                             headers={"Authorization": f"Bearer {ADMIN_KEY}"})

@@ -45,7 +45,7 @@ def post_all(cluster: Cluster, purchases: list[dict[str, str]], victims: list[st
             if done.is_set():
                 break
             for name in victims:
-                cluster.restart(cluster[name], kill=True)
+                cluster[name].restart(kill=True)
             killed.append(round_)
 
     urls = [cluster["points"].url]

@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,9 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.events import Topic
-from shared.kafka import all_topic_names, delete_topics, topic_name
-from tests.support import SERVICES, db_url, recreate_schema
-from tests.system.harness import ServiceProcess, System, eventually
+from shared.kafka import topic_name
+from tests.system.harness import ServiceProcess, System, eventually, running_system
 
 pytestmark = pytest.mark.slow
 
@@ -38,31 +36,10 @@ SETTLE_TIMEOUT = 60.0
 
 @pytest.fixture(scope="module")
 def system(pg: None, kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    urls = {name: db_url(f"loyalty_sys_{name}") for name in SERVICES}
-
-    async def prepare() -> None:
-        for name, url in urls.items():
-            await recreate_schema(url, name)
-
-    asyncio.run(prepare())
-    prefix = f"c{uuid.uuid4().hex[:8]}."
-    log_dir: Path = tmp_path_factory.mktemp("rewards-crash-logs")
-    running = System(urls, kafka, prefix, log_dir)
-    running["rewards"].env.update(NO_REASK)
-    try:
-        running.start()
+    with running_system(kafka, tmp_path_factory.mktemp("rewards-crash-logs"), "c", {"rewards": NO_REASK}) as running:
         with running.client("points") as points:
             assert points.put("/v1/program", json=PROGRAM).status_code == 200
         yield running
-    finally:
-        running.stop()
-        asyncio.run(delete_topics(kafka, all_topic_names(prefix)))
-
-
-def restart(process: ServiceProcess, *, kill: bool) -> None:
-    process.kill() if kill else process.stop()
-    process.start()
-    process.wait_ready()
 
 
 def query(process: ServiceProcess, statement: str, **params: Any) -> list[Any]:
@@ -191,7 +168,7 @@ def test_a_redemption_waiting_for_points_is_asked_again_and_paid_once(system: Sy
     rewards_process, points_process = system["rewards"], system["points"]
     original_env = dict(rewards_process.env)
     rewards_process.env.update({"REWARDS_REDEMPTION_RETRY_SECONDS": "1", "REWARDS_REDEMPTION_RETRY_MAX_SECONDS": "1"})
-    restart(rewards_process, kill=False)
+    rewards_process.restart(kill=False)
     try:
         member = f"away-{uuid.uuid4().hex[:8]}"
         redemption_id = f"{member}-r"
@@ -228,4 +205,4 @@ def test_a_redemption_waiting_for_points_is_asked_again_and_paid_once(system: Sy
             points_process.wait_ready()
         rewards_process.env.clear()
         rewards_process.env.update(original_env)
-        restart(rewards_process, kill=False)
+        rewards_process.restart(kill=False)

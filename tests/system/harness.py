@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.support import ADMIN_KEY, ROOT
+from shared.kafka import all_topic_names, delete_topics
+from tests.support import ADMIN_KEY, ROOT, SERVICES, db_url, recreate_schema
 
 
 def free_port() -> int:
@@ -75,6 +79,12 @@ class ServiceProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def restart(self, *, kill: bool = True) -> None:
+        """SIGKILL (or a clean stop), start again, wait until ready."""
+        self.kill() if kill else self.stop()
+        self.start()
+        self.wait_ready()
+
     def tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""
@@ -125,3 +135,27 @@ def eventually(probe: Callable[[], object], what: str, timeout: float = 30.0, in
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f}s: {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def running_system(kafka: str, log_dir: Path, prefix_letter: str = "t",
+                   env: dict[str, dict[str, str]] | None = None) -> Iterator[System]:
+    """The three services on fresh ``loyalty_sys_*`` databases and a private topic prefix; ``env`` adds
+    settings per service. Stopped and the topics deleted afterwards."""
+    urls = {name: db_url(f"loyalty_sys_{name}") for name in SERVICES}
+
+    async def prepare() -> None:
+        for name, url in urls.items():
+            await recreate_schema(url, name)
+
+    asyncio.run(prepare())
+    prefix = f"{prefix_letter}{uuid.uuid4().hex[:8]}."
+    running = System(urls, kafka, prefix, log_dir)
+    for name, extra in (env or {}).items():
+        running[name].env.update(extra)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        asyncio.run(delete_topics(kafka, all_topic_names(prefix)))
