@@ -6,13 +6,22 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from tests.support import KAFKA, SERVICES, ensure_kafka, ensure_postgres, recreate_schema, service_db_url, truncate_all
+from tests.support import (
+    KAFKA,
+    SERVICES,
+    db_name,
+    ensure_kafka,
+    ensure_postgres,
+    recreate_schema,
+    service_db_url,
+    truncate_all,
+)
 
 
 @pytest.fixture(scope="session")
 def pg() -> None:
     """PostgreSQL up with the test databases (the script is a no-op for what already exists)."""
-    ensure_postgres([f"loyalty_test_{s}" for s in SERVICES] + [f"loyalty_sys_{s}" for s in SERVICES])
+    ensure_postgres([db_name(f"loyalty_test_{s}") for s in SERVICES] + [db_name(f"loyalty_sys_{s}") for s in SERVICES])
 
 
 @pytest.fixture(scope="session")

@@ -29,12 +29,21 @@ PG_BASE = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://loyalty:loya
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
+# Two suite runs on one machine (say, two developers' branches) keep apart by giving one of them a suffix.
+DB_SUFFIX = os.environ.get("LOYALTY_TEST_DB_SUFFIX", "")
+
+
+def db_name(name: str) -> str:
+    """The database a test uses, e.g. ``loyalty_test_points`` (plus ``LOYALTY_TEST_DB_SUFFIX`` when set)."""
+    return f"{name}{DB_SUFFIX}"
+
+
 def db_url(database: str) -> str:
     return f"{PG_BASE}/{database}"
 
 
 def service_db_url(service: str) -> str:
-    return db_url(f"loyalty_test_{service}")
+    return db_url(db_name(f"loyalty_test_{service}"))
 
 
 def port_open(host: str, port: int) -> bool:

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 
 from shared.kafka import all_topic_names, delete_topics
-from tests.support import ADMIN_KEY, SERVICES, db_url, ensure_postgres, recreate_schema
+from tests.support import ADMIN_KEY, SERVICES, db_name, db_url, ensure_postgres, recreate_schema
 from tests.system.harness import ServiceProcess, free_port
 
-FAULT_DATABASES = {name: f"loyalty_fault_{name}" for name in SERVICES}
+FAULT_DATABASES = {name: db_name(f"loyalty_fault_{name}") for name in SERVICES}
 
 
 class Cluster:

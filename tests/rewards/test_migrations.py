@@ -13,9 +13,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.migrations import alembic_config, upgrade
-from tests.support import db_url, ensure_postgres
+from tests.support import db_name, db_url, ensure_postgres
 
-SCRATCH_PG = "loyalty_test_rewards_migrations"  # its own database: nothing else is disturbed
+SCRATCH_PG = db_name("loyalty_test_rewards_migrations")  # its own database: nothing else is disturbed
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

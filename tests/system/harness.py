@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from shared.kafka import all_topic_names, delete_topics
-from tests.support import ADMIN_KEY, ROOT, SERVICES, db_url, recreate_schema
+from tests.support import ADMIN_KEY, ROOT, SERVICES, db_name, db_url, recreate_schema
 
 
 def free_port() -> int:
@@ -142,7 +142,7 @@ def running_system(kafka: str, log_dir: Path, prefix_letter: str = "t",
                    env: dict[str, dict[str, str]] | None = None) -> Iterator[System]:
     """The three services on fresh ``loyalty_sys_*`` databases and a private topic prefix; ``env`` adds
     settings per service. Stopped and the topics deleted afterwards."""
-    urls = {name: db_url(f"loyalty_sys_{name}") for name in SERVICES}
+    urls = {name: db_url(db_name(f"loyalty_sys_{name}")) for name in SERVICES}
 
     async def prepare() -> None:
         for name, url in urls.items():

@@ -28,14 +28,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.kafka import all_topic_names, delete_topics
-from tests.support import ROOT, db_url, ensure_postgres, recreate_schema
+from tests.support import ROOT, db_name, db_url, ensure_postgres, recreate_schema
 from tests.system.harness import System, eventually
 from tests.tiers.snapshots import tiers_state
 
 pytestmark = pytest.mark.system
 
-DATABASES = {"points": "loyalty_sys_seg_points", "tiers": "loyalty_sys_seg_tiers"}
-REBUILD_DATABASE = "loyalty_sys_rebuild"
+DATABASES = {"points": db_name("loyalty_sys_seg_points"), "tiers": db_name("loyalty_sys_seg_tiers")}
+REBUILD_DATABASE = db_name("loyalty_sys_rebuild")
 MEMBERS = 300
 SEED = 20261120
 WINDOW, RECENCY, NEW = timedelta(days=365), timedelta(days=90), timedelta(days=30)

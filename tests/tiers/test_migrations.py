@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.tiers import service
 from shared.migrations import alembic_config, upgrade
-from tests.support import db_url, deliver, ensure_postgres, recreate_schema, service_client
+from tests.support import db_name, db_url, deliver, ensure_postgres, recreate_schema, service_client
 from tests.tiers.builders import enrolled, purchase
 
 SEGMENT_TABLES = {"segment", "segment_run", "points_balance"}
@@ -35,8 +35,8 @@ async def down_and_up(url: str) -> None:
 
 
 async def test_postgresql_up_down_up(pg: None) -> None:
-    url = db_url("loyalty_test_tiers_migrations")
-    await asyncio.to_thread(ensure_postgres, ["loyalty_test_tiers_migrations"])
+    url = db_url(db_name("loyalty_test_tiers_migrations"))
+    await asyncio.to_thread(ensure_postgres, [db_name("loyalty_test_tiers_migrations")])
     await recreate_schema(url, "tiers")
     await down_and_up(url)
 

@@ -28,11 +28,11 @@ from shared.db import clock
 from shared.events import Envelope, EventData
 from shared.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
 from shared.runtime import Runtime
-from tests.support import KAFKA, db_url, ensure_postgres, recreate_schema, service_client
+from tests.support import KAFKA, db_name, db_url, ensure_postgres, recreate_schema, service_client
 from tests.tiers.builders import balance_event, enrolled, points_earned, program, purchase, refund, updated
 from tests.tiers.snapshots import tiers_state
 
-REBUILD_DB = "loyalty_test_tiers_rebuild"
+REBUILD_DB = db_name("loyalty_test_tiers_rebuild")
 
 
 @pytest.fixture
