@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
+from typing import TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -20,15 +23,16 @@ from pydantic import ValidationError
 from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.context import correlation_id
+from shared.context import correlation_id, subject_correlations
 from shared.db import Database, UTCDateTime, insert_ignoring_conflicts, is_unavailable, utcnow
 from shared.events import Envelope, EventData, Topic, parse_data
 from shared.kafka import DLT_SUFFIX, topic_name
-from shared.metrics import EVENTS_HANDLED
+from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_HANDLED
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[EventData]], Awaitable[None]]
 E = TypeVar("E", bound=EventData)
 
 
@@ -38,6 +42,20 @@ def handle(use_case: Callable[[AsyncSession, E], Awaitable[None]], *types: type[
     async def handler(session: AsyncSession, _: Envelope, data: EventData) -> None:
         assert isinstance(data, types)
         await use_case(session, data)
+
+    return {event_type.TYPE: handler for event_type in types}
+
+
+def handle_many(
+    use_case: Callable[[AsyncSession, Sequence[E]], Awaitable[None]], *types: type[E]
+) -> dict[str, BatchHandler]:
+    """Batch handlers: consecutive events of ``types`` in a batch go to ``use_case`` together, in order.
+    The use case must leave the same state as its events handled one by one (the consumer falls back to
+    the one-event handlers when a batch fails)."""
+
+    async def handler(session: AsyncSession, batch: list[EventData]) -> None:
+        assert all(isinstance(data, types) for data in batch)
+        await use_case(session, cast(list[E], batch))
 
     return {event_type.TYPE: handler for event_type in types}
 
@@ -52,10 +70,31 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A record this service handles, decoded."""
+
+    record: ConsumerRecord[bytes, bytes]
+    envelope: Envelope
+    data: EventData
+    handler: Handler
+
+
+@contextmanager
+def _correlated(envelope: Envelope) -> Iterator[None]:
+    """The event's correlation id for what its handler writes (events it causes carry it on)."""
+    token = correlation_id.set(envelope.correlation_id)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
+
+
 class EventConsumer:
     def __init__(
         self, db: Database, inbox: Table, *, service: str, bootstrap: str, topic_prefix: str,
-        topics: list[Topic], handlers: dict[str, Handler], max_attempts: int = 5,
+        topics: list[Topic], handlers: dict[str, Handler], max_attempts: int = 5, batch_size: int = 500,
+        batch_handlers: dict[str, BatchHandler] | None = None,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -65,6 +104,8 @@ class EventConsumer:
         self.topics = [topic_name(topic_prefix, t.value) for t in topics]
         self.handlers = handlers
         self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self.batch_handlers = batch_handlers or {}
         self.handled = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -93,7 +134,7 @@ class EventConsumer:
                     client_id=f"{self.service}-consumer",
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
-                    max_poll_records=500,
+                    max_poll_records=self.batch_size,
                 )
                 await self._consumer.start()
                 backoff = 0.5
@@ -110,49 +151,84 @@ class EventConsumer:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            for tp, records in batches.items():
-                for record in records:
-                    await self._handle(record)
+            batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            if batches:
+                await self._handle_batch([record for records in batches.values() for record in records])
                 try:
-                    await consumer.commit({tp: records[-1].offset + 1})
+                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
                 except CommitFailedError as exc:
-                    # The partition moved to another instance; it will see these again and skip them.
+                    # The partitions moved to another instance; it will see these again and skip them.
                     log.info("%s consumer: commit after rebalance refused: %s", self.service, exc)
+            await self._report_lag(consumer)
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per partition: the broker's high watermark (as of the last fetch) minus our position."""
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                position = await consumer.position(tp)
+                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+
+    async def _handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """All the batch's events in one transaction (one commit, one inbox insert), in each partition's order.
+
+        When the batch fails, nothing of it is kept and its events are handled one transaction each: an
+        event that fails alone is retried and dead-lettered alone, and the others still take effect.
+        """
+        deliveries = [delivery for record in records if (delivery := await self._decode(record)) is not None]
+        waited = 0.0
+        while deliveries:
+            try:
+                outcomes = await self.apply_batch(deliveries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_unavailable(exc):
+                    waited = min(max(waited * 2, 0.5), 5.0)
+                    log.warning("%s consumer: database unavailable (%s); retrying", self.service, exc)
+                    await asyncio.sleep(waited)
+                    continue
+                if len(deliveries) > 1:
+                    log.info("%s consumer: a batch of %d failed (%r); handling its events one by one",
+                             self.service, len(deliveries), exc)
+                for delivery in deliveries:
+                    await self._apply(delivery)
+                return
+            for delivery, outcome in zip(deliveries, outcomes, strict=True):
+                self._count(delivery, outcome)
+            return
+
+    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Delivery | None:
+        """The event with its typed payload and handler; None for a type this service does not need or for
+        an event it cannot read (that one goes to the dead letters at once: retrying cannot help)."""
         try:
             envelope = Envelope.model_validate_json(record.value or b"")
         except ValidationError as exc:
             await self._dead_letter(record, exc, attempts=1)
-            return
+            return None
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            return  # a type this service does not need
+            return None
         try:
             data = parse_data(envelope)
         except (KeyError, ValidationError) as exc:
             await self._dead_letter(record, exc, attempts=1)
-            return
-        token = correlation_id.set(envelope.correlation_id)
-        try:
-            await self._apply(record, envelope, data, handler)
-        finally:
-            correlation_id.reset(token)
+            return None
+        return Delivery(record, envelope, data, handler)
 
-    async def _apply(
-        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, data: EventData, handler: Handler
-    ) -> None:
+    async def _apply(self, delivery: Delivery) -> None:
+        """One event in a transaction of its own, retried; dead-lettered when it keeps failing."""
+        envelope = delivery.envelope
         attempt = 0
         waited = 0.0
         while True:
             attempt += 1
             try:
-                outcome = await self.apply(envelope, data, handler)
-                EVENTS_HANDLED.labels(self.service, envelope.type, outcome).inc()
-                log.info("event", extra={"event_type": envelope.type, "event_id": envelope.id,
-                                         "subject": envelope.subject, "outcome": outcome,
-                                         "partition": record.partition, "offset": record.offset})
+                with _correlated(envelope):
+                    outcome = await self.apply(envelope, delivery.data, delivery.handler)
+                self._count(delivery, outcome)
                 return
             except asyncio.CancelledError:
                 raise
@@ -166,9 +242,44 @@ class EventConsumer:
                 log.warning("%s consumer: %s %s failed (attempt %d): %r",
                             self.service, envelope.type, envelope.id, attempt, exc)
                 if attempt >= self.max_attempts:
-                    await self._dead_letter(record, exc, attempts=attempt)
+                    await self._dead_letter(delivery.record, exc, attempts=attempt)
                     return
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+
+    def _count(self, delivery: Delivery, outcome: str) -> None:
+        envelope, record = delivery.envelope, delivery.record
+        EVENTS_HANDLED.labels(self.service, envelope.type, outcome).inc()
+        with _correlated(envelope):
+            log.info("event", extra={"event_type": envelope.type, "event_id": envelope.id,
+                                     "subject": envelope.subject, "outcome": outcome,
+                                     "partition": record.partition, "offset": record.offset})
+
+    async def apply_batch(self, deliveries: list[Delivery]) -> list[str]:
+        """Handle events in one transaction, each at most once in effect; returns each one's outcome label."""
+        inbox = self.inbox
+        now = utcnow()
+        rows = {d.envelope.id: {"event_id": d.envelope.id, "event_type": d.envelope.type, "handled_at": now}
+                for d in deliveries}
+        outcomes = []
+        async with self.db.transaction() as session:
+            claimed = set((await session.execute(
+                insert_ignoring_conflicts(inbox, self.db.dialect).values(list(rows.values()))
+                .returning(inbox.c.event_id)
+            )).scalars())
+            fresh = []
+            for delivery in deliveries:
+                event_id = delivery.envelope.id
+                if event_id not in claimed:
+                    outcomes.append("duplicate")
+                    continue
+                claimed.discard(event_id)  # the same event twice in one batch takes effect once
+                outcomes.append("handled")
+                fresh.append(delivery)
+            for event_type, run in groupby(fresh, key=lambda d: d.envelope.type):
+                await self._handle_run(session, event_type, list(run))
+        self.handled += outcomes.count("handled")
+        self.duplicates += outcomes.count("duplicate")
+        return outcomes
 
     async def apply(self, envelope: Envelope, data: EventData, handler: Handler) -> str:
         """Handle one event in one transaction, at most once in effect; returns the outcome label."""
@@ -185,6 +296,21 @@ class EventConsumer:
             await handler(session, envelope, data)
         self.handled += 1
         return "handled"
+
+    async def _handle_run(self, session: AsyncSession, event_type: str, run: list[Delivery]) -> None:
+        """Consecutive events of one type: together when the type has a batch handler, else one by one."""
+        batch_handler = self.batch_handlers.get(event_type)
+        if batch_handler is None or len(run) == 1:
+            for delivery in run:
+                with _correlated(delivery.envelope):
+                    await delivery.handler(session, delivery.envelope, delivery.data)
+            return
+        by_subject = {d.envelope.subject: d.envelope.correlation_id for d in run if d.envelope.correlation_id}
+        token = subject_correlations.set(by_subject)
+        try:
+            await batch_handler(session, [d.data for d in run])
+        finally:
+            subject_correlations.reset(token)
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int) -> None:
         if self._dlt is None:
@@ -203,6 +329,7 @@ class EventConsumer:
                                       headers=headers)
         self.dead_lettered += 1
         EVENTS_HANDLED.labels(self.service, "unknown", "dead_lettered").inc()
+        DEAD_LETTERS.labels(self.service, record.topic).inc()
         log.error("%s consumer: %s[%d]@%d sent to %s%s after %d attempts: %s", self.service, record.topic,
                   record.partition, record.offset, record.topic, DLT_SUFFIX, attempts, exc)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -35,6 +35,9 @@ def upgrade(service: str, url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(service, url), revision)
 
 
+MIGRATION_LOCK_KEY = 0x6C6F79616C7479  # "loyalty": any fixed number the services agree on
+
+
 def run_env(target_metadata: MetaData) -> None:
     """The body of every service's ``env.py``."""
     url = context.config.get_main_option("sqlalchemy.url")
@@ -56,6 +59,10 @@ def run_env(target_metadata: MetaData) -> None:
     def do_run(connection: Connection) -> None:
         configure(connection)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Several migrators at once (a Job and init containers on first install) queue here instead
+                # of racing to create the same tables; the later ones then find nothing to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
     async def run_async() -> None:

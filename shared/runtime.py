@@ -23,8 +23,11 @@ from sqlalchemy import MetaData
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared import auth
+from shared.apidocs import install_api_docs
+from shared.asyncapi import router as asyncapi_router
 from shared.auth import KeyStore
-from shared.consumer import EventConsumer, Handler
+from shared.bench_reference import router as bench_reference_router
+from shared.consumer import BatchHandler, EventConsumer, Handler
 from shared.context import correlation_id
 from shared.db import Database
 from shared.errors import install_error_handlers
@@ -34,7 +37,7 @@ from shared.kafka import all_topic_names, ensure_topics
 from shared.limits import BodySizeLimit
 from shared.logs import configure_logging
 from shared.metrics import MetricsMiddleware, metrics_endpoint
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, count_after_commit
 from shared.settings import ServiceSettings
 from shared.types import TimeBounds
 
@@ -53,6 +56,7 @@ class ServiceSpec:
     routers: list[APIRouter]
     consumes: list[Topic] = field(default_factory=list)
     handlers: dict[str, Handler] = field(default_factory=dict)
+    batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
     jobs: list[tuple[float, Job]] = field(default_factory=list)
     openapi_tags: list[dict[str, str]] = field(default_factory=list)
     on_start: list[StartHook] = field(default_factory=list)  # run once app.state holds db, keys, runtime
@@ -65,6 +69,7 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        self.db.after_commit(count_after_commit)
         self.keys = KeyStore(
             settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None,
             settings.api_keys_file,
@@ -75,19 +80,21 @@ class Runtime:
             self.relay = OutboxRelay(
                 self.db, spec.metadata.tables["outbox"], bootstrap=settings.kafka_bootstrap_servers,
                 topic_prefix=settings.kafka_topic_prefix, client_id=f"{spec.name}-{uuid.uuid4().hex[:8]}",
-                poll_seconds=settings.outbox_poll_seconds,
+                poll_seconds=settings.outbox_poll_seconds, service=spec.name,
             )
             if spec.consumes:
                 self.consumer = EventConsumer(
                     self.db, spec.metadata.tables["inbox"], service=spec.name,
                     bootstrap=settings.kafka_bootstrap_servers, topic_prefix=settings.kafka_topic_prefix,
-                    topics=spec.consumes, handlers=spec.handlers, max_attempts=settings.consumer_max_attempts,
+                    topics=spec.consumes, handlers=spec.handlers, batch_handlers=spec.batch_handlers,
+                    max_attempts=settings.consumer_max_attempts,
                 )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self._join_kafka(), name=f"{self.spec.name}-kafka"))
+            self._tasks.append(asyncio.create_task(self.relay.watch_backlog(), name=f"{self.spec.name}-backlog"))
         for interval, job in self.spec.jobs:
             self._tasks.append(asyncio.create_task(self._every(interval, job), name=f"{self.spec.name}-job"))
 
@@ -182,6 +189,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(asyncapi_router)
     app.add_api_route(
         "/metrics", metrics_endpoint, methods=["GET"], tags=["operations"], summary="Prometheus metrics",
         response_class=PlainTextResponse,
@@ -191,9 +199,12 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     )
     for router in spec.routers:
         app.include_router(router)
+    if settings.bench_endpoints:
+        app.include_router(bench_reference_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=spec.name)
     app.add_middleware(CorrelationMiddleware)
+    install_api_docs(app)
     return app
 
 
@@ -202,8 +213,10 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def database(request: Request) -> Database:
-    """Dependency: the service's database; endpoints open their transaction with ``db.transaction()``."""
+async def database(request: Request) -> Database:
+    """Dependency: the service's database; endpoints open their transaction with ``db.transaction()``.
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread pool, a
+    thread hop on every request that cost points a quarter of its CPU under load (bench/README.md)."""
     db: Database = request.app.state.db
     return db
 

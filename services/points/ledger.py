@@ -129,6 +129,13 @@ def due_lots_clause(now: datetime) -> Any:
     )
 
 
+def is_due(lot: Any, now: datetime) -> bool:
+    """``due_lots_clause`` for a lot already read (any object with the lot's columns)."""
+    if lot.pending:
+        return lot.available_at is not None and lot.available_at <= now
+    return lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= now
+
+
 async def settle(session: AsyncSession, member: Member) -> int:
     """Release matured pending lots, then expire what is past its date; returns the points expired.
 

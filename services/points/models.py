@@ -38,6 +38,8 @@ class Program(Base):
     pending_days: Mapped[int] = mapped_column(Integer)
     excluded_categories: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A new random token with every change of the earning rules (see rules.active_rules).
+    rules_version: Mapped[str] = mapped_column(String(36), default="", server_default="")
 
 
 class Member(Base):

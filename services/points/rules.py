@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
-from services.points.models import EarningRule, idempotency
+from services.points.models import EarningRule, Program, idempotency
 from shared.db import utcnow
 from shared.errors import InvalidRequest, NotFound
 from shared.idempotency import IdempotencyKeys, request_hash
@@ -37,6 +38,7 @@ async def create_rule(session: AsyncSession, body: schemas.MultiplierRuleIn | sc
                        definition=body.model_dump(mode="json", exclude={"rule_id", "kind"}, exclude_none=True))
     session.add(rule)
     await session.flush()
+    await touch(session)
     answer = rule_out(rule).model_dump(mode="json")
     await IDEMPOTENCY.complete(session, "rule", body.rule_id, 201, answer)
     return answer, True
@@ -61,12 +63,15 @@ async def patch_rule(session: AsyncSession, rule_id: str, patch: schemas.RulePat
     rule.definition = validated.model_dump(mode="json", exclude={"rule_id", "kind"}, exclude_none=True)
     rule.updated_at = utcnow()
     await session.flush()
+    await touch(session)
     return rule
 
 
 async def delete_rule(session: AsyncSession, rule_id: str) -> None:
     rule = await get_rule(session, rule_id, for_update=True)
     rule.deleted_at = utcnow()
+    await session.flush()
+    await touch(session)
 
 
 async def list_rules(session: AsyncSession, limit: int, cursor: str | None) -> tuple[list[EarningRule], str | None]:
@@ -89,7 +94,35 @@ def _window(definition: dict[str, Any]) -> domain.Window:
                          days_of_week=frozenset(definition.get("days_of_week") or ()))
 
 
-async def active_rules(session: AsyncSession) -> tuple[list[domain.MultiplierRule], list[domain.BonusRule]]:
+ActiveRules = tuple[list[domain.MultiplierRule], list[domain.BonusRule]]
+_parsed: dict[str, ActiveRules] = {}  # by rules_version; the domain rules are frozen, so sharing them is safe
+_PARSED_KEPT = 16
+
+
+def new_version() -> str:
+    return str(uuid.uuid4())
+
+
+async def touch(session: AsyncSession) -> None:
+    """Mark a change of the rules (in the transaction that makes it): every process reads them again.
+    Without a program row yet there is nothing to mark; the row is created with a token of its own."""
+    await session.execute(update(Program).where(Program.id == 1).values(rules_version=new_version()))
+
+
+async def active_rules(session: AsyncSession, version: str) -> ActiveRules:
+    """The rules not deleted, parsed; ``version`` is the program's ``rules_version`` read in the same
+    transaction, so the rules parsed under that token are the rules that transaction would read."""
+    if version and version in _parsed:
+        return _parsed[version]
+    parsed = await _read_rules(session)
+    if version:
+        if len(_parsed) >= _PARSED_KEPT:
+            _parsed.clear()
+        _parsed[version] = parsed
+    return parsed
+
+
+async def _read_rules(session: AsyncSession) -> ActiveRules:
     rows = (await session.execute(select(EarningRule).where(EarningRule.deleted_at.is_(None)))).scalars().all()
     multipliers: list[domain.MultiplierRule] = []
     bonuses: list[domain.BonusRule] = []

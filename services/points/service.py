@@ -6,11 +6,12 @@ lots that expired), so what it decides on is the balance as of now.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, ledger, rules, schemas
@@ -26,7 +27,7 @@ from services.points.models import (
     outbox,
 )
 from shared import events
-from shared.db import utcnow
+from shared.db import insert_ignoring_conflicts, utcnow
 from shared.errors import (
     CurrencyMismatch,
     InsufficientPoints,
@@ -57,9 +58,13 @@ DEFAULT_PROGRAM = {
 async def get_program(session: AsyncSession) -> Program:
     program = await session.get(Program, 1)
     if program is None:
-        program = Program(id=1, updated_at=utcnow(), **DEFAULT_PROGRAM)
-        session.add(program)
-        await session.flush()
+        # The first requests of a new database may all find no row: one insert wins, the others wait for it
+        # and do nothing, and every one reads the winner's row (never a 500 for the duplicate key).
+        program_table = Program.metadata.tables[Program.__tablename__]
+        await session.execute(insert_ignoring_conflicts(program_table, session.get_bind().dialect.name).values(
+            id=1, updated_at=utcnow(), rules_version=rules.new_version(), **DEFAULT_PROGRAM))
+        program = await session.get(Program, 1)
+        assert program is not None
     return program
 
 
@@ -123,8 +128,8 @@ async def upsert_member(session: AsyncSession, member_id: str, body: schemas.Mem
 
 
 async def _enrollment_bonus(session: AsyncSession, member: Member) -> None:
-    _, bonuses = await rules.active_rules(session)
     program = await get_program(session)
+    _, bonuses = await rules.active_rules(session, program.rules_version)
     for bonus in sorted(bonuses, key=lambda b: b.rule_id):
         if bonus.trigger == "enrollment" and bonus.window.contains(member.enrolled_at):
             await _bonus(session, member, program, bonus)
@@ -163,29 +168,35 @@ async def _settle(session: AsyncSession, member: Member) -> None:
 
 
 async def balance_of(session: AsyncSession, member_id: str) -> schemas.Balance:
-    """One indexed row for the figures plus the lots that expire within 30 days. Lots that are due
-    (matured or expired) are settled first, which only happens when such a lot exists."""
+    """One indexed row for the figures and one indexed read of the member's lots that expire within 30 days
+    or are due (matured or expired). Due lots are settled first, which only happens when such a lot exists."""
     member = await get_member(session, member_id)
     now = utcnow()
-    due = (await session.execute(
-        select(Lot.lot_id).where(Lot.member_id == member_id, ledger.due_lots_clause(now)).limit(1)
-    )).first()
-    if due is not None:
+    lots = await _lots_to_show(session, member_id, now)
+    if any(ledger.is_due(lot, now) for lot in lots):
         member = await _locked_member(session, member_id)
-    rows = (await session.execute(
-        select(Lot.expires_at, Lot.remaining)
-        .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= now + EXPIRING_WINDOW)
-        .order_by(Lot.expires_at)
-    )).all()
+        lots = await _lots_to_show(session, member_id, now)
     expiring: dict[datetime, int] = {}
-    for expires_at, remaining in rows:
-        expiring[expires_at] = expiring.get(expires_at, 0) + remaining
+    for lot in lots:
+        if lot.remaining > 0 and lot.expires_at <= now + EXPIRING_WINDOW:
+            expiring[lot.expires_at] = expiring.get(lot.expires_at, 0) + lot.remaining
     return schemas.Balance(
         member_id=member.member_id, available=member.available, pending=member.pending,
         lifetime_earned=member.lifetime_earned, lifetime_spent=member.lifetime_spent,
-        expiring=[schemas.Expiring(points=p, expires_at=t) for t, p in expiring.items()],
+        expiring=[schemas.Expiring(points=p, expires_at=t) for t, p in sorted(expiring.items())],
         tier=member.tier_id, as_of=now,
     )
+
+
+async def _lots_to_show(
+    session: AsyncSession, member_id: str, now: datetime
+) -> Sequence[Row[datetime, int, bool, datetime]]:
+    """The member's lots a balance shows (expiring within the window) or must settle first (due)."""
+    return (await session.execute(
+        select(Lot.expires_at, Lot.remaining, Lot.pending, Lot.available_at)
+        .where(Lot.member_id == member_id,
+               or_(and_(Lot.remaining > 0, Lot.expires_at <= now + EXPIRING_WINDOW), ledger.due_lots_clause(now)))
+    )).all()
 
 
 async def ledger_page(session: AsyncSession, member_id: str, limit: int, cursor: str | None
@@ -228,7 +239,7 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
     if member.status != "active":
         raise MemberInactive(f"Member '{member.member_id}' is {member.status} and earns no points.")
 
-    multipliers, bonuses = await rules.active_rules(session)
+    multipliers, bonuses = await rules.active_rules(session, program.rules_version)
     facts = domain.PurchaseFacts(
         lines=tuple(domain.Line(line.unit_price * line.quantity, line.category, line.sku) for line in body.lines)
         if body.lines else (domain.Line(body.total),),
@@ -244,13 +255,13 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
     )
     occurred = body.occurred_at.astimezone(UTC)
     available_at = occurred + timedelta(days=program.pending_days) if program.pending_days else None
+    member.purchase_count += 1  # before the credit's flush: one UPDATE of the member, not two
+    if earning.birthday_bonus:
+        member.birthday_bonus_year = body.occurred_at.year
     _, lot = await ledger.credit(
         session, member, "earn", earning.points, purchase_id=body.purchase_id, rule_ids=earning.rule_ids or None,
         expires_at=ledger.expiry_for(occurred, program.expiry_days), available_at=available_at,
     )
-    member.purchase_count += 1
-    if earning.birthday_bonus:
-        member.birthday_bonus_year = body.occurred_at.year
     session.add(Purchase(
         purchase_id=body.purchase_id, member_id=member.member_id, store_id=body.store_id, channel=body.channel,
         occurred_at=body.occurred_at, currency=body.currency, total=body.total, refunded_amount=Decimal(0),
@@ -441,7 +452,7 @@ async def pay_redemption(session: AsyncSession, data: events.RedemptionRequested
     seen = await session.get(RedemptionDebit, data.redemption_id)
     if seen is not None:
         member = await session.get(Member, seen.member_id)
-        await OUTBOX.add(session, _redemption_answer(seen, member))
+        await OUTBOX.add(session, _redemption_answer(seen, member), repeated=True)
         return
     member = await session.get(Member, data.member_id, with_for_update=True)
     reason = None

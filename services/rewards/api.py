@@ -11,7 +11,7 @@ from services.rewards import schemas, service
 from services.rewards.settlements import Settlements
 from shared.auth import Admin, MembersRead, RedemptionsWrite, VouchersUse
 from shared.errors import (
-    AUTH_ERRORS,
+    COMMON_ERRORS,
     Conflict,
     IdempotencyConflict,
     LimitReached,
@@ -25,15 +25,21 @@ from shared.errors import (
 )
 from shared.pagination import Cursor, Limit, Page
 from shared.runtime import Db
-from shared.types import ID_PATTERN, ClientIdPath, MemberIdPath
+from shared.types import ID_PATTERN, MemberIdPath
 
 router = APIRouter(prefix="/v1")
 
+# The ids of the examples are those of the request bodies (reward cup, redemption web:r-4711 of member
+# C-1001), so trying the operations in /docs in order works; a voucher code is the one a confirmed
+# redemption shows.
+RewardIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["cup"])]
+RedemptionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["web:r-4711"])]
 VoucherCode = Annotated[str, Path(min_length=1, max_length=64, examples=["7KQ2M-X9TRB-4HWNC"],
-                                  description="As printed; any case, dashes optional")]
+                                  description="As printed (any case, dashes optional): the `voucher_code` of a "
+                                              "confirmed redemption")]
 
 
-def settlements(request: Request) -> Settlements:
+async def settlements(request: Request) -> Settlements:
     found: Settlements = request.app.state.settlements
     return found
 
@@ -46,15 +52,14 @@ Waiters = Annotated[Settlements, Depends(settlements)]
 
 @router.get(
     "/rewards", tags=["rewards"], summary="The rewards catalog", response_model=Page[schemas.CatalogItem],
-    responses=problem_responses(*AUTH_ERRORS),
+    responses=problem_responses(*COMMON_ERRORS),
 )
 async def list_rewards(
     db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None,
-    member_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN,
+    member_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["C-1001"],
                                            description="Mark each reward `eligible` for this member")] = None,
 ) -> Page[schemas.CatalogItem]:
-    """Rewards by id; with `?member_id=` each is marked `eligible` or given the `reason` it is not.
-    Scope: `members:read`."""
+    """Rewards by id; with `?member_id=` each is marked `eligible` or given the `reason` it is not."""
     async with db.read() as session:
         items, next_cursor = await service.catalog_page(session, limit, cursor, member_id)
     return Page[schemas.CatalogItem](items=items, next_cursor=next_cursor)
@@ -63,11 +68,11 @@ async def list_rewards(
 @router.put(
     "/rewards/{reward_id}", tags=["rewards"], summary="Create or change a reward",
     response_model=schemas.Reward, status_code=200,
-    responses={201: {"model": schemas.Reward, "description": "Created"}, **problem_responses(*AUTH_ERRORS)},
+    responses={201: {"model": schemas.Reward, "description": "Created"}, **problem_responses(*COMMON_ERRORS)},
 )
-async def put_reward(reward_id: ClientIdPath, body: schemas.RewardIn, db: Db, _: Admin) -> JSONResponse:
+async def put_reward(reward_id: RewardIdPath, body: schemas.RewardIn, db: Db, _: Admin) -> JSONResponse:
     """Creates a reward (201) or replaces its terms (200); `stock_left` is the new `stock` less the units
-    pending and confirmed redemptions hold. Scope: `admin`."""
+    pending and confirmed redemptions hold."""
     async with db.transaction() as session:
         reward, created = await service.put_reward(session, reward_id, body)
         answer = service.reward_out(reward)
@@ -76,10 +81,10 @@ async def put_reward(reward_id: ClientIdPath, body: schemas.RewardIn, db: Db, _:
 
 @router.get(
     "/rewards/{reward_id}", tags=["rewards"], summary="A reward", response_model=schemas.Reward,
-    responses=problem_responses(RewardNotFound, *AUTH_ERRORS),
+    responses=problem_responses(RewardNotFound, *COMMON_ERRORS),
 )
-async def get_reward(reward_id: ClientIdPath, db: Db, _: MembersRead) -> schemas.Reward:
-    """A reward's terms and `stock_left` (null: unlimited). Scope: `members:read`."""
+async def get_reward(reward_id: RewardIdPath, db: Db, _: MembersRead) -> schemas.Reward:
+    """A reward's terms and `stock_left` (null: unlimited)."""
     async with db.read() as session:
         return service.reward_out(await service.get_reward(session, reward_id))
 
@@ -94,12 +99,12 @@ async def get_reward(reward_id: ClientIdPath, db: Db, _: MembersRead) -> schemas
         202: {"model": schemas.Redemption, "description": "Accepted: pending until points answers"},
         200: {"model": schemas.Redemption, "description": "Replay of an earlier identical request"},
         **problem_responses(RewardNotFound, RewardUnavailable, TierTooLow, OutOfStock, LimitReached,
-                            IdempotencyConflict, *AUTH_ERRORS),
+                            IdempotencyConflict, *COMMON_ERRORS),
     },
 )
 async def post_redemption(body: schemas.RedemptionIn, db: Db, _: RedemptionsWrite) -> JSONResponse:
     """Reserves the stock and asks points for the points: `pending` (202) until `GET ...?wait=5` shows the
-    outcome. A refusal leaves the id unused; a retry replays the first answer (200). Scope: `redemptions:write`."""
+    outcome. A refusal leaves the id unused; a retry replays the first answer (200)."""
     async with db.transaction() as session:
         answer, created = await service.request_redemption(session, body)
     return JSONResponse(answer, status_code=202 if created else 200)
@@ -107,37 +112,36 @@ async def post_redemption(body: schemas.RedemptionIn, db: Db, _: RedemptionsWrit
 
 @router.get(
     "/redemptions/{redemption_id}", tags=["redemptions"], summary="A redemption, optionally once settled",
-    response_model=schemas.Redemption, responses=problem_responses(NotFound, *AUTH_ERRORS),
+    response_model=schemas.Redemption, responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
 async def get_redemption(
-    redemption_id: ClientIdPath, waiters: Waiters, _: MembersRead,
-    wait: Annotated[float, Query(ge=0, le=10, allow_inf_nan=False,
+    redemption_id: RedemptionIdPath, waiters: Waiters, _: MembersRead,
+    wait: Annotated[float, Query(ge=0, le=10, allow_inf_nan=False, examples=[5],
                                  description="Seconds to wait while it is `pending` (at most 10)")] = 0,
 ) -> schemas.Redemption:
-    """The redemption; with `?wait=S` answered as soon as it is no longer `pending`, or after S seconds.
-    Scope: `members:read`."""
+    """The redemption; with `?wait=S` answered as soon as it is no longer `pending`, or after S seconds."""
     return await waiters.redemption(redemption_id, wait)
 
 
 @router.post(
     "/redemptions/{redemption_id}/cancel", tags=["redemptions"], summary="Cancel a confirmed redemption",
     response_model=schemas.Redemption,
-    responses=problem_responses(NotFound, Conflict, VoucherAlreadyUsed, *AUTH_ERRORS),
+    responses=problem_responses(NotFound, Conflict, VoucherAlreadyUsed, *COMMON_ERRORS),
 )
-async def cancel_redemption(redemption_id: ClientIdPath, db: Db, _: RedemptionsWrite) -> schemas.Redemption:
+async def cancel_redemption(redemption_id: RedemptionIdPath, db: Db, _: RedemptionsWrite) -> schemas.Redemption:
     """Confirmed with an unused voucher: `cancelled`, stock and points come back; a cancelled one is answered
-    again as it is, anything else is 409. Scope: `redemptions:write`."""
+    again as it is, anything else is 409."""
     async with db.transaction() as session:
         return service.redemption_out(await service.cancel_redemption(session, redemption_id))
 
 
 @router.get(
     "/members/{member_id}/redemptions", tags=["redemptions"], summary="A member's redemptions, newest first",
-    response_model=Page[schemas.Redemption], responses=problem_responses(*AUTH_ERRORS),
+    response_model=Page[schemas.Redemption], responses=problem_responses(*COMMON_ERRORS),
 )
 async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Limit = 50,
                                   cursor: Cursor = None) -> Page[schemas.Redemption]:
-    """Pass `next_cursor` back as `cursor` for the next page. Scope: `members:read`."""
+    """Pass `next_cursor` back as `cursor` for the next page."""
     async with db.read() as session:
         items, next_cursor = await service.member_redemptions_page(session, member_id, limit, cursor)
     return Page[schemas.Redemption](items=items, next_cursor=next_cursor)
@@ -148,22 +152,21 @@ async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRea
 
 @router.get(
     "/vouchers/{code}", tags=["vouchers"], summary="A voucher", response_model=schemas.Voucher,
-    responses=problem_responses(NotFound, *AUTH_ERRORS),
+    responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
 async def get_voucher(code: VoucherCode, db: Db, _: VouchersUse) -> schemas.Voucher:
-    """What a till checks before accepting a voucher. Scope: `vouchers:use`."""
+    """What a till checks before accepting a voucher."""
     async with db.read() as session:
         return service.voucher_out(await service.get_voucher(session, code))
 
 
 @router.post(
     "/vouchers/{code}/use", tags=["vouchers"], summary="Use a voucher", response_model=schemas.Voucher,
-    responses=problem_responses(NotFound, VoucherAlreadyUsed, Conflict, *AUTH_ERRORS),
+    responses=problem_responses(NotFound, VoucherAlreadyUsed, Conflict, *COMMON_ERRORS),
 )
 async def use_voucher(code: VoucherCode, db: Db, _: VouchersUse, body: schemas.VoucherUse | None = None
                       ) -> schemas.Voucher:
-    """Marks the voucher used, exactly once: again (even at the same moment) is `409 voucher-already-used`.
-    Scope: `vouchers:use`."""
+    """Marks the voucher used, exactly once: again (even at the same moment) is `409 voucher-already-used`."""
     store_id = body.store_id if body is not None else None
     async with db.transaction() as session:
         return service.voucher_out(await service.use_voucher(session, code, store_id))

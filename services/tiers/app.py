@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.tiers import consumers, jobs
+from services.tiers import consumers, dashboard, jobs
 from services.tiers.api import router
 from services.tiers.models import Base
 from services.tiers.settings import Settings
@@ -19,14 +19,18 @@ SPEC = ServiceSpec(
         "class boundaries, lifecycle rules, the CLV model) is explained in `docs/segments.md` of the repository."
     ),
     metadata=Base.metadata,
-    routers=[router],
+    routers=[router, dashboard.router],
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
+    batch_handlers=consumers.BATCH_HANDLERS,
     jobs=[(jobs.EVALUATE_EVERY_SECONDS, jobs.evaluate_tiers), (jobs.SEGMENTS_EVERY_SECONDS, jobs.recompute_segments)],
     openapi_tags=[
         {"name": "tiers", "description": "The tier program, members' tiers, progress and history"},
-        {"name": "segments", "description": "Customer segments and program analytics"},
-        {"name": "operations", "description": "Health, readiness and scheduled jobs run on demand"},
+        {"name": "segments", "description": "Customer segments: RFM scores, value classes, lifecycle, CLV"},
+        {"name": "analytics", "description": "The operator dashboard: a read-only HTML page of the program's figures "
+                                             "and charts (admin key, asked for with a Basic challenge)"},
+        {"name": "operations", "description": "Health, readiness, metrics, the event contract (AsyncAPI) and "
+                                              "scheduled jobs run on demand"},
     ],
 )
 

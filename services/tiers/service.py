@@ -221,24 +221,38 @@ async def record_purchase(
     session: AsyncSession, data: events.PurchaseRecorded, *, now: datetime | None = None
 ) -> None:
     """Store the purchase's facts (once per purchase_id, however often it is told) and evaluate."""
+    await record_purchases(session, [data], now=now)
+
+
+async def record_purchases(
+    session: AsyncSession, batch: Sequence[events.PurchaseRecorded], *, now: datetime | None = None
+) -> None:
+    """Purchases in the order they were told, in one go: a consumer catching up on a backlog evaluates each
+    member once per batch, with a handful of statements for the whole batch instead of several per event."""
     now = now or utcnow()
     program = await _program_for_evaluation(session)
-    member = await _known_member(session, data.member_id, program, now)
-    purchase = await session.get(Purchase, data.purchase_id)
-    if purchase is None:
-        purchase = Purchase(purchase_id=data.purchase_id, member_id=data.member_id)
-        session.add(purchase)
-    elif purchase.member_id != data.member_id:
-        log.warning("purchase %s is already %s's; ignored for %s", data.purchase_id, purchase.member_id,
-                    data.member_id)
-        return
-    purchase.occurred_at = data.occurred_at
-    purchase.currency = data.currency
-    purchase.total = data.total
-    purchase.points_earned = data.points_earned
-    await _sync_refunds(session, purchase)  # a points.reversed may have come first
-    await _settle(session, [member], program, now)
-    await _refresh_lifecycle(session, member, now)
+    members = await _known_members(session, sorted({d.member_id for d in batch}), program, now)
+    stored = {p.purchase_id: p for p in (await session.execute(
+        select(Purchase).where(Purchase.purchase_id.in_({d.purchase_id for d in batch}))
+    )).scalars()}
+    touched: dict[str, Member] = {}
+    for data in batch:
+        purchase = stored.get(data.purchase_id)
+        if purchase is None:
+            purchase = stored[data.purchase_id] = Purchase(purchase_id=data.purchase_id, member_id=data.member_id)
+            session.add(purchase)
+        elif purchase.member_id != data.member_id:
+            log.warning("purchase %s is already %s's; ignored for %s", data.purchase_id, purchase.member_id,
+                        data.member_id)
+            continue
+        purchase.occurred_at = data.occurred_at
+        purchase.currency = data.currency
+        purchase.total = data.total
+        purchase.points_earned = data.points_earned
+        touched[data.member_id] = members[data.member_id]
+    await _sync_refunds(session, [stored[d.purchase_id] for d in batch if d.member_id in touched])
+    await _settle(session, list(touched.values()), program, now)
+    await _refresh_lifecycles(session, list(touched.values()), now)
 
 
 async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *, now: datetime | None = None) -> None:
@@ -252,9 +266,9 @@ async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *,
     refund.occurred_at = data.occurred_at
     purchase = await session.get(Purchase, data.purchase_id)
     if purchase is not None and purchase.member_id == data.member_id:
-        await _sync_refunds(session, purchase)
+        await _sync_refunds(session, [purchase])
     await _settle(session, [member], program, now)
-    await _refresh_lifecycle(session, member, now)
+    await _refresh_lifecycles(session, [member], now)
 
 
 async def record_points_earned(
@@ -290,7 +304,7 @@ async def record_points_reversed(
     if member is None or purchase is None or purchase.member_id != data.member_id:
         await session.flush()
         return
-    await _sync_refunds(session, purchase)
+    await _sync_refunds(session, [purchase])
     await _settle(session, [member], program, now)
 
 
@@ -464,23 +478,31 @@ async def restore_announced_segment(
     await session.flush()
 
 
-async def _refresh_lifecycle(session: AsyncSession, member: Member, now: datetime) -> None:
+async def _refresh_lifecycles(session: AsyncSession, members: Sequence[Member], now: datetime) -> None:
     """A purchase or refund moves a segmented member's lifecycle at once (a lapsed member who buys is won
     back now, not at the next run), with the settings of the last run; the rest waits for the next run."""
     run = await _last_run(session)
-    if run is None:
+    if run is None or not members:
         return
-    row = await session.get(Segment, member.member_id, with_for_update=True)
-    if row is None:
+    rows = {row.member_id: row for row in (await session.execute(
+        select(Segment).where(Segment.member_id.in_([m.member_id for m in members]))
+        .order_by(Segment.member_id).with_for_update()
+    )).scalars()}
+    if not rows:
         return
     params = segments.Params(window_days=run.window_days, recency_days=run.recency_days, new_days=run.new_days)
-    history = (await _histories(session, now, params, [member.member_id])).get(member.member_id, segments.History())
-    lifecycle = segments.lifecycle(_enrolled(member), history, now, params)
-    if lifecycle == row.lifecycle:
-        return
-    rfm = events.RfmScores(recency=row.recency, frequency=row.frequency, monetary=row.monetary)
-    await OUTBOX.add(session, _segment_changed(row, row.value_class, lifecycle, rfm, now))
-    row.lifecycle, row.changed_at = lifecycle, now
+    histories = await _histories(session, now, params, list(rows))
+    for member in members:
+        row = rows.get(member.member_id)
+        if row is None:
+            continue
+        lifecycle = segments.lifecycle(_enrolled(member), histories.get(member.member_id, segments.History()),
+                                       now, params)
+        if lifecycle == row.lifecycle:
+            continue
+        rfm = events.RfmScores(recency=row.recency, frequency=row.frequency, monetary=row.monetary)
+        await OUTBOX.add(session, _segment_changed(row, row.value_class, lifecycle, rfm, now))
+        row.lifecycle, row.changed_at = lifecycle, now
     await session.flush()
 
 
@@ -516,6 +538,12 @@ async def _locked_run(session: AsyncSession) -> SegmentRun:
 def _enrolled(member: Member) -> datetime:
     """When the member joined: the enrolment, or when tiers first saw them if it never heard of it."""
     return member.enrolled_at or member.first_seen_at
+
+
+async def scored_revenues(session: AsyncSession, now: datetime, params: segments.Params) -> list[Decimal]:
+    """The window revenue of each member of the scored base as of ``now``: what the Pareto figures are
+    taken over (the dashboard's curve)."""
+    return [m.history.window_revenue for m in await _member_facts(session, now, params) if m.scored]
 
 
 async def _member_facts(session: AsyncSession, now: datetime, params: segments.Params) -> list[segments.MemberFacts]:
@@ -566,18 +594,31 @@ def _float(value: Decimal | None) -> float | None:
 
 
 async def _known_member(session: AsyncSession, member_id: str, program: domain.Program, now: datetime) -> Member:
-    """The member's row, locked; a member seen for the first time is placed at the lowest tier (no facts
-    can exist for them yet, so the value is 0)."""
-    member = await session.get(Member, member_id, with_for_update=True)
-    if member is not None:
-        return member
+    """The member's row, locked; see ``_known_members``."""
+    return (await _known_members(session, [member_id], program, now))[member_id]
+
+
+async def _known_members(
+    session: AsyncSession, member_ids: Sequence[str], program: domain.Program, now: datetime
+) -> dict[str, Member]:
+    """The members' rows, locked (in id order, so that two transactions never wait for each other in a
+    circle); a member seen for the first time is placed at the lowest tier (no facts can exist for them
+    yet, so the value is 0)."""
+    members = {m.member_id: m for m in (await session.execute(
+        select(Member).where(Member.member_id.in_(member_ids)).order_by(Member.member_id).with_for_update()
+    )).scalars()}
+    new = [member_id for member_id in member_ids if member_id not in members]
+    if not new:
+        return members
     decision = domain.evaluate(None, Decimal(0), program.tiers, program.policy, now)
-    member = Member(member_id=member_id, first_seen_at=now, tier_id=decision.tier_id, tier_since=decision.since,
-                    retained_until=decision.retained_until, updated_at=now)
-    session.add(member)
+    for member_id in new:
+        members[member_id] = Member(member_id=member_id, first_seen_at=now, tier_id=decision.tier_id,
+                                    tier_since=decision.since, retained_until=decision.retained_until,
+                                    updated_at=now)
+        session.add(members[member_id])
     await session.flush()
-    await _record_change(session, member_id, None, decision, program, now)
-    return member
+    await OUTBOX.add(session, *(_record_change(session, member_id, None, decision, program, now) for member_id in new))
+    return members
 
 
 async def _settle(
@@ -589,21 +630,23 @@ async def _settle(
     window_start = program.window_start(now)
     facts = await _facts(session, [m.member_id for m in members], window_start)
     changed = 0
+    announcements = []
     for member in members:
         value = domain.qualifying_value(facts.get(member.member_id, ()), program.basis, window_start)
         standing = domain.Standing(member.tier_id, member.tier_since, member.retained_until)
         decision = domain.evaluate(standing, value, program.tiers, program.policy, now)
         if decision.reason is not None:
-            await _record_change(session, member.member_id, member.tier_id, decision, program, now)
+            announcements.append(_record_change(session, member.member_id, member.tier_id, decision, program, now))
             changed += 1
         elif previous is not None and _terms_changed(previous, program, member.tier_id):
-            await OUTBOX.add(session, _tier_changed(member.member_id, member.tier_id, decision, program,
-                                                    domain.TIERS_CHANGED, now))
+            announcements.append(_tier_changed(member.member_id, member.tier_id, decision, program,
+                                               domain.TIERS_CHANGED, now))
         if decision.standing != standing:
             member.tier_id = decision.tier_id
             member.tier_since = decision.since
             member.retained_until = decision.retained_until
             member.updated_at = now
+    await OUTBOX.add(session, *announcements)
     await session.flush()
     return changed
 
@@ -617,14 +660,16 @@ def _terms_changed(previous: domain.Program, program: domain.Program, tier_id: s
             or previous.tiers[before].earn_multiplier != program.tiers[after].earn_multiplier)
 
 
-async def _record_change(
+def _record_change(
     session: AsyncSession, member_id: str, from_tier: str | None, decision: domain.Decision,
     program: domain.Program, now: datetime,
-) -> None:
+) -> events.TierChanged:
+    """The history row of a change of tier (staged in the session) and its announcement, for the caller to
+    add to the outbox with the others of its batch."""
     assert decision.reason is not None
     session.add(TierHistory(member_id=member_id, from_tier=from_tier, to_tier=decision.tier_id,
                             reason=decision.reason, at=now))
-    await OUTBOX.add(session, _tier_changed(member_id, from_tier, decision, program, decision.reason, now))
+    return _tier_changed(member_id, from_tier, decision, program, decision.reason, now)
 
 
 def _tier_changed(
@@ -664,14 +709,19 @@ async def _refund(session: AsyncSession, refund_id: str, purchase_id: str, membe
     return refund
 
 
-async def _sync_refunds(session: AsyncSession, purchase: Purchase) -> None:
+async def _sync_refunds(session: AsyncSession, purchases: Sequence[Purchase]) -> None:
     """A purchase's refunded amount and reversed points are the sums of its refunds' facts."""
-    amount, points = (await session.execute(
-        select(func.coalesce(func.sum(Refund.amount), 0), func.coalesce(func.sum(Refund.points_reversed), 0))
-        .where(Refund.purchase_id == purchase.purchase_id)
-    )).one()
-    purchase.refunded = amount
-    purchase.points_reversed = int(points)
+    if not purchases:
+        return
+    sums = {row.purchase_id: row for row in (await session.execute(
+        select(Refund.purchase_id, func.sum(Refund.amount).label("amount"),
+               func.sum(Refund.points_reversed).label("points"))
+        .where(Refund.purchase_id.in_({p.purchase_id for p in purchases})).group_by(Refund.purchase_id)
+    )).all()}
+    for purchase in purchases:
+        row = sums.get(purchase.purchase_id)
+        purchase.refunded = row.amount if row is not None else Decimal(0)
+        purchase.points_reversed = int(row.points) if row is not None else 0
 
 
 # --- formats ---------------------------------------------------------------------------------------

@@ -136,3 +136,22 @@ async def test_batch_answers_each_purchase_alone(client: httpx.AsyncClient, app:
     too_many = await client.post("/v1/purchases/batch", json={"purchases": [items[0]] * 1001})
     assert too_many.status_code == 422
     await assert_balanced(app, "k-1")
+
+
+async def test_each_purchase_earns_under_the_rules_as_they_are_now(client: httpx.AsyncClient) -> None:
+    """Parsed rules are kept between purchases; every change (create, patch, delete) must reach the next one."""
+    await enroll(client, "C-1")
+    coffee: list[dict[str, object]] = [{"sku": "latte", "category": "coffee", "quantity": 1, "unit_price": "10.00"}]
+
+    async def earned(purchase_id: str) -> int:
+        answer = await client.post("/v1/purchases", json=now_purchase(purchase_id, "C-1", lines=coffee))
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["points_earned"])
+
+    plain = await earned("p-0")
+    assert (await client.post("/v1/earning-rules", json=COFFEE_X2)).status_code == 201
+    assert await earned("p-1") == 2 * plain
+    assert (await client.patch("/v1/earning-rules/coffee-x2", json={"factor": "3"})).status_code == 200
+    assert await earned("p-2") == 3 * plain
+    assert (await client.delete("/v1/earning-rules/coffee-x2")).status_code == 204
+    assert await earned("p-3") == plain

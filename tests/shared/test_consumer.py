@@ -12,6 +12,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.consumer import EventConsumer
+from shared.context import correlation_for
 from shared.db import Database
 from shared.dlt import list_dead_letters, replay_dead_letters
 from shared.events import Envelope, EventData, MemberEnrolled, Topic
@@ -135,3 +136,59 @@ async def test_dead_letters_are_listed_and_replayed_once_fixed(
     again = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
                           topics=[Topic.MEMBERS], handlers={"member.enrolled": handler})
     await run_until(again, lambda: handled == ["m-9"])
+
+
+async def test_a_batch_goes_to_the_batch_handler_with_each_members_correlation_id(
+    db: Database, tables: dict[str, Table], kafka: str, prefix: str
+) -> None:
+    """Consecutive events of a type with a batch handler arrive together; what the handler writes about a
+    member carries that member's correlation id, not one id for the whole batch."""
+    runs: list[list[str]] = []
+    correlations: dict[str, str] = {}
+
+    async def one(_: AsyncSession, envelope: Envelope, __: EventData) -> None:
+        runs.append([envelope.subject])
+
+    async def many(_: AsyncSession, batch: list[EventData]) -> None:
+        runs.append([data.member_id for data in batch])
+        correlations.update({data.member_id: correlation_for(data.member_id) for data in batch})
+
+    sent = []
+    for number in range(12):
+        envelope = enrolled(f"m-{number}")
+        envelope.correlation_id = f"request-{number}"
+        sent.append((b"k", envelope.model_dump_json().encode()))  # one key: one partition, one order
+    await produce(kafka, prefix + Topic.MEMBERS, sent)
+    consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
+                             topics=[Topic.MEMBERS], handlers={"member.enrolled": one},
+                             batch_handlers={"member.enrolled": many})
+    await run_until(consumer, lambda: consumer.handled == 12)
+    assert [member for run in runs for member in run] == [f"m-{n}" for n in range(12)]  # once each, in order
+    assert max(len(run) for run in runs) > 1
+    assert all(correlations[f"m-{n}"] == f"request-{n}" for n in range(12) if f"m-{n}" in correlations)
+
+
+async def test_a_failing_batch_is_handled_again_event_by_event(
+    db: Database, tables: dict[str, Table], kafka: str, prefix: str
+) -> None:
+    """Nothing of a failed batch is kept; its events then take effect once each, one transaction each, and
+    only the event that fails alone is dead-lettered."""
+    effects: list[str] = []
+
+    async def one(session: AsyncSession, envelope: Envelope, __: EventData) -> None:
+        if envelope.subject == "bad":
+            raise RuntimeError("handler bug")
+        effects.append(envelope.subject)
+
+    async def many(session: AsyncSession, batch: list[EventData]) -> None:
+        raise RuntimeError("batch bug")
+
+    await produce(kafka, prefix + Topic.MEMBERS,
+                  [(b"k", enrolled(name).model_dump_json().encode()) for name in ("a", "bad", "b", "c")])
+    consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
+                             topics=[Topic.MEMBERS], handlers={"member.enrolled": one},
+                             batch_handlers={"member.enrolled": many}, max_attempts=2)
+    await run_until(consumer, lambda: consumer.handled == 3 and consumer.dead_lettered == 1)
+    assert effects == ["a", "b", "c"]
+    async with db.read() as session:
+        assert (await session.execute(select(func.count()).select_from(tables["inbox"]))).scalar() == 3
