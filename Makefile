@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test test-quick install kafka kafka-stop postgres lint format clean
+.PHONY: run test test-quick install kafka kafka-stop postgres lint format clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP) ## Create the virtualenv and install the project with its pinned dependencies
+install: $(STAMP) ## Create the virtualenv, install the project with its pinned dependencies, vendor browser assets
+	$(BIN)/python deploy/local/vendor_assets.py
 
 kafka: install ## Start the local Kafka (fetched from Maven Central once)
 	deploy/local/kafka.sh start
@@ -32,6 +33,9 @@ test: install postgres kafka ## The whole suite against real PostgreSQL and Kafk
 
 test-quick: install postgres kafka ## Skips the slow fault tests
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install postgres kafka ## Performance figures beside same-run references (bench/README.md); QUICK=1: < 3 min
+	$(BIN)/python -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,11 +11,13 @@ from typing import Annotated
 
 import typer
 
+from shared.asyncapi import DOCS_DIR, write_event_docs
 from shared.auth import KeyRecord, Scope, hash_key, new_key, read_keys_file, write_keys_file
 from shared.db import Database
 from shared.dlt import list_dead_letters, replay_dead_letters
 from shared.kafka import all_topic_names, ensure_topics
 from shared.migrations import upgrade
+from shared.operator.commands import register as register_operator_commands
 from shared.settings import ServiceSettings
 
 SERVICES = ("points", "rewards", "tiers")
@@ -27,6 +29,7 @@ app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="Run a scheduled job now (each service also runs it on its own schedule).",
                        no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+register_operator_commands(app)  # apply, import, demo: through the public HTTP API
 
 
 def service_settings(service: str) -> ServiceSettings:
@@ -205,6 +208,19 @@ def topics() -> None:
     names = all_topic_names(settings.kafka_topic_prefix)
     asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, names, settings.kafka_partitions))
     typer.echo(f"{len(names)} topics ready")
+
+
+docs_app = typer.Typer(help="Generate the documents checked in under docs/.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("events")
+def docs_events(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder (default: docs/events of the source tree)")] = None,
+) -> None:
+    """Write the AsyncAPI document and one JSON Schema per event type from the models in shared/events.py."""
+    written = write_event_docs(out or DOCS_DIR)
+    typer.echo(f"{len(written)} files written to {(out or DOCS_DIR)}")
 
 
 if __name__ == "__main__":

@@ -60,9 +60,35 @@ Conflict = _error("Conflict", 409, "conflict", "Conflict with the current state"
 Unauthorized = _error("Unauthorized", 401, "unauthorized", "Missing or unknown API key")
 Forbidden = _error("Forbidden", 403, "forbidden", "API key lacks the needed scope")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "service-unavailable", "Service unavailable")
+PayloadTooLarge = _error("PayloadTooLarge", 413, "payload-too-large", "Request body too large")
 
 # What any authenticated endpoint can answer besides its own errors.
 AUTH_ERRORS: tuple[type[LoyaltyError], ...] = (Unauthorized, Forbidden, InvalidRequest)
+# ... and what one that works on the database can answer too: 503 while it does not answer.
+COMMON_ERRORS: tuple[type[LoyaltyError], ...] = (*AUTH_ERRORS, ServiceUnavailable)
+
+# The `detail` of each error's example in the OpenAPI: what a client reading /docs will meet.
+EXAMPLE_DETAILS = {
+    "not-found": "No purchase 'store-12:r-000999'.",
+    "member-not-found": "No member 'C-1001'; enroll it with PUT /v1/members/C-1001.",
+    "reward-not-found": "No reward 'cup'.",
+    "idempotency-conflict": "'store-12:r-000123' was already used with a different body.",
+    "insufficient-points": "Member 'C-1001' has 40 available points; 100 are needed.",
+    "out-of-stock": "Reward 'cup' has 0 units left; 1 asked.",
+    "tier-too-low": "Reward 'cup' needs tier 'silver'.",
+    "limit-reached": "Member 'C-1001' holds 2 of reward 'cup', the most one member may.",
+    "reward-unavailable": "Reward 'cup' is not active.",
+    "voucher-already-used": "Voucher '7KQ2M-X9TRB-4HWNC' was already used at 2026-11-21T12:00:00Z.",
+    "refund-exceeds-purchase": "Only 10.00 of purchase 'store-12:r-000123' is left to refund.",
+    "currency-mismatch": "The program runs in USD; this purchase is in EUR.",
+    "member-inactive": "Member 'C-1001' is suspended and earns no points.",
+    "validation-error": "body.member_id: Field required",
+    "conflict": "Redemption 'web:r-4711' is pending; only a confirmed one can be cancelled.",
+    "unauthorized": "Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.",
+    "forbidden": "This operation needs the 'purchases:write' scope.",
+    "service-unavailable": "The database is not answering; retry later.",
+    "payload-too-large": "Request bodies are limited to 4194304 bytes.",
+}
 
 
 class ValidationIssue(BaseModel):
@@ -88,19 +114,50 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# Where the OpenAPI of every service keeps the Problem schema (shared.apidocs puts it there).
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+
+
+def problem_example(err: type[LoyaltyError]) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": f"/problems/{err.slug}", "title": err.title, "status": err.status,
+                            "detail": EXAMPLE_DETAILS.get(err.slug, err.title)}
+    if err.slug == "validation-error":
+        body["errors"] = [{"loc": ["body", "member_id"], "msg": "Field required"}]
+    return body
+
+
 def problem_responses(*errors: type[LoyaltyError]) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for an endpoint, so the errors it can return show in the OpenAPI."""
-    by_status: dict[int, list[str]] = {}
+    """``responses=`` for an endpoint, so the errors it can return show in the OpenAPI: one response per
+    status, its problem+json schema and an example of each slug it can carry."""
+    by_status: dict[int, dict[str, type[LoyaltyError]]] = {}
     for err in errors:
-        by_status.setdefault(err.status, []).append(err.slug)
+        by_status.setdefault(err.status, {})[err.slug] = err
     return {
         status: {
-            "model": Problem,
-            "content": {PROBLEM_JSON: {}},
-            "description": ", ".join(sorted(slugs)),
+            "description": ", ".join(f"`{slug}`" for slug in sorted(slugs)),
+            "content": {PROBLEM_JSON: {
+                "schema": {"$ref": PROBLEM_SCHEMA_REF},
+                "examples": {slug: {"summary": err.title, "value": problem_example(err)}
+                             for slug, err in sorted(slugs.items())},
+            }},
         }
         for status, slugs in by_status.items()
     }
+
+
+def merge_responses(into: dict[Any, dict[str, Any]], more: dict[int | str, dict[str, Any]]) -> None:
+    """Adds ``more`` (from ``problem_responses``) to an operation's OpenAPI responses, joining the
+    examples of a status both name."""
+    for status, response in more.items():
+        existing = into.get(str(status))
+        if existing is None:
+            into[str(status)] = response
+            continue
+        examples = existing.setdefault("content", {}).setdefault(PROBLEM_JSON, {}).setdefault("examples", {})
+        added = response["content"][PROBLEM_JSON]["examples"]
+        examples.update(added)
+        existing["content"][PROBLEM_JSON].setdefault("schema", {"$ref": PROBLEM_SCHEMA_REF})
+        existing["description"] = ", ".join(f"`{slug}`" for slug in sorted(examples))
 
 
 async def _loyalty_error(_: Request, exc: Exception) -> JSONResponse:

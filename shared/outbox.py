@@ -5,6 +5,10 @@ A crash anywhere loses nothing and may publish a row twice; consumers skip the c
 With several instances on PostgreSQL only the one holding a session advisory lock publishes, so rows go
 out in id order (per member, in the order they were written). The lock lives on a connection the leader
 keeps, so it moves to another instance as soon as the leader dies.
+
+The outbox is also where the business metrics are counted: every fact a service commits passes through
+``Outbox.add`` exactly once, so counting its events after the commit (``count_after_commit``) counts each
+purchase, point and redemption once, and nothing for a transaction that rolled back.
 """
 
 from __future__ import annotations
@@ -16,19 +20,21 @@ from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.context import current_correlation_id
+from shared.context import correlation_for
 from shared.db import Database, UTCDateTime, utcnow
 from shared.events import EventData
 from shared.kafka import make_producer, topic_name
+from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, count_committed
 
 log = logging.getLogger(__name__)
 
 OUTBOX_LOCK_ID = 0x10_7A_17  # one id per database; each service has its own database
 KEEP_PUBLISHED = timedelta(days=1)
 DIRTY = "outbox_dirty"
+TO_COUNT = "outbox_to_count"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -58,27 +64,44 @@ class Outbox:
         self.table = table
         self.source = source
 
-    async def add(self, session: AsyncSession, *events: EventData) -> None:
+    async def add(self, session: AsyncSession, *events: EventData, repeated: bool = False) -> None:
+        """Stage ``events`` in the session's transaction; they count in the business metrics once it commits.
+
+        ``repeated=True`` marks events that say again what an earlier event said (an answer given again to a
+        re-asked request, a request asked again): published like any other, but not counted a second time.
+        """
         if not events:
             return
-        correlation = current_correlation_id()
         rows = []
         for data in events:
-            envelope = data.envelope(self.source, correlation)
+            envelope = data.envelope(self.source, correlation_for(data.member_id))
             rows.append({
                 "event_id": envelope.id, "topic": data.TOPIC.value, "key": data.member_id,
                 "event_type": data.TYPE, "payload": envelope.model_dump_json(), "created_at": envelope.time,
             })
         await session.execute(self.table.insert(), rows)
         session.info[DIRTY] = True
+        if not repeated:
+            session.info.setdefault(TO_COUNT, []).extend((self.source, data) for data in events)
+
+
+def count_after_commit(session: AsyncSession) -> None:
+    """``Database.after_commit`` callback: counts the events the committed transaction wrote to the outbox."""
+    for source, data in session.info.pop(TO_COUNT, ()):
+        try:
+            count_committed(source, data)
+        except Exception:  # the transaction is committed: a metrics bug must not turn its answer into a 500
+            log.exception("could not count %s in the business metrics", data.TYPE)
 
 
 class OutboxRelay:
     def __init__(
         self, db: Database, table: Table, *, bootstrap: str, topic_prefix: str, client_id: str,
-        poll_seconds: float = 0.2, batch_size: int = 500,
+        poll_seconds: float = 0.2, batch_size: int = 500, service: str | None = None, backlog_seconds: float = 5.0,
     ) -> None:
         self.db = db
+        self.service = service or client_id
+        self.backlog_seconds = backlog_seconds
         self.table = table
         self.bootstrap = bootstrap
         self.topic_prefix = topic_prefix
@@ -160,7 +183,37 @@ class OutboxRelay:
                 update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=utcnow())
             )
         self.published += len(rows)
+        EVENTS_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
+
+    async def refresh_backlog(self) -> None:
+        """Sets the backlog gauges from the database: how many rows wait and how old the oldest is.
+
+        Both reads walk the partial index of unpublished rows, which stays small while the relay keeps up.
+        """
+        t = self.table
+        async with self.db.read() as session:
+            waiting = (await session.execute(
+                select(func.count()).select_from(t).where(t.c.published_at.is_(None))
+            )).scalar_one()
+            oldest = (await session.execute(
+                select(t.c.created_at).where(t.c.published_at.is_(None)).order_by(t.c.id).limit(1)
+            )).scalar_one_or_none()
+        OUTBOX_BACKLOG.labels(self.service).set(waiting)
+        OUTBOX_OLDEST_AGE.labels(self.service).set(
+            max((utcnow() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+
+    async def watch_backlog(self) -> None:
+        """Refreshes the backlog gauges every ``backlog_seconds``, whether or not Kafka is reachable and
+        whether or not this instance is the publisher: a backlog matters most when nothing publishes it."""
+        while True:
+            try:
+                await self.refresh_backlog()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("outbox backlog not refreshed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.backlog_seconds)
 
     async def check_kafka(self, timeout: float = 1.5) -> bool:
         """An active probe for /readyz: can the producer's client fetch metadata now?"""

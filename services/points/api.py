@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from services.points import rules, schemas, service
 from shared.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
 from shared.errors import (
-    AUTH_ERRORS,
+    COMMON_ERRORS,
     CurrencyMismatch,
     Forbidden,
     IdempotencyConflict,
@@ -25,10 +25,15 @@ from shared.errors import (
 )
 from shared.pagination import Cursor, Limit, Page
 from shared.runtime import Db
-from shared.types import ClientIdPath, MemberIdPath
+from shared.types import ID_PATTERN, MemberIdPath
 
 router = APIRouter(prefix="/v1")
 
+# The ids of the examples are those of the request bodies (member C-1001, purchase store-12:r-000123,
+# rule double-grocery), so trying the operations in /docs in order works.
+PurchaseIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["store-12:r-000123"])]
+RuleIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["double-grocery"])]
+RuleBody = Annotated[schemas.RuleIn, Body(openapi_examples=schemas.RULE_EXAMPLES)]
 
 
 def written(answer: dict[str, Any], created: bool) -> JSONResponse:
@@ -39,7 +44,7 @@ def written(answer: dict[str, Any], created: bool) -> JSONResponse:
 def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str, dict[str, Any]]:
     return {201: {"model": model, "description": "Created"},
             200: {"model": model, "description": "Replay of an earlier identical request"},
-            **problem_responses(*errors, *AUTH_ERRORS)}
+            **problem_responses(*errors, *COMMON_ERRORS)}
 
 
 # --- members ---------------------------------------------------------------------------------------
@@ -48,11 +53,11 @@ def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str
 @router.put(
     "/members/{member_id}", tags=["members"], summary="Enroll or update a member",
     response_model=schemas.Member, status_code=200,
-    responses={201: {"model": schemas.Member, "description": "Enrolled"}, **problem_responses(*AUTH_ERRORS)},
+    responses={201: {"model": schemas.Member, "description": "Enrolled"}, **problem_responses(*COMMON_ERRORS)},
 )
 async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
-    """Enroll a member (201) or update the fields given (200). Scope: `members:write`; changing `status`
-    (active, suspended, closed) needs `admin`."""
+    """Enroll a member (201) or update the fields given (200); the answer is the member. Changing `status`
+    (active, suspended, closed) needs an `admin` key."""
     if body.status is not None and not caller.allows(Scope.ADMIN):
         raise Forbidden("Changing a member's status needs the 'admin' scope.")
     async with db.transaction() as session:
@@ -63,33 +68,32 @@ async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, ca
 
 @router.get(
     "/members/{member_id}", tags=["members"], summary="A member", response_model=schemas.Member,
-    responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
+    responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
 )
 async def get_member(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Member:
-    """A member's profile, status and current tier. Scope: `members:read`."""
+    """A member's profile, status and current tier."""
     async with db.read() as session:
         return service.member_out(await service.get_member(session, member_id))
 
 
 @router.get(
     "/members/{member_id}/balance", tags=["members"], summary="A member's balance",
-    response_model=schemas.Balance, responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
+    response_model=schemas.Balance, responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
 )
 async def get_balance(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Balance:
-    """Available and pending points, lifetime totals and what expires in the next 30 days.
-    Scope: `members:read`."""
+    """Available and pending points, lifetime totals and what expires in the next 30 days."""
     async with db.transaction() as session:
         return await service.balance_of(session, member_id)
 
 
 @router.get(
     "/members/{member_id}/ledger", tags=["ledger"], summary="A member's ledger, newest first",
-    response_model=Page[schemas.LedgerEntry], responses=problem_responses(MemberNotFound, *AUTH_ERRORS),
+    response_model=Page[schemas.LedgerEntry], responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
 )
 async def get_ledger(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Limit = 50, cursor: Cursor = None
                      ) -> Page[schemas.LedgerEntry]:
     """Every change of the balance with the balance after it. Pass `next_cursor` back as `cursor` for the
-    next page. Scope: `members:read`."""
+    next page."""
     async with db.read() as session:
         items, next_cursor = await service.ledger_page(session, member_id, limit, cursor)
     return Page[schemas.LedgerEntry](items=items, next_cursor=next_cursor)
@@ -102,7 +106,7 @@ async def get_ledger(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Lim
 )
 async def post_adjustment(member_id: MemberIdPath, body: schemas.AdjustmentIn, db: Db, caller: Admin) -> JSONResponse:
     """Adds or removes points with a reason; the key's name is recorded as the actor. A removal cannot take
-    the available balance below zero. Idempotent by `adjustment_id`. Scope: `admin`."""
+    the available balance below zero. Idempotent by `adjustment_id`."""
     async with db.transaction() as session:
         answer, created = await service.adjust(session, member_id, body, caller.name)
     return written(answer, created)
@@ -116,7 +120,7 @@ async def post_adjustment(member_id: MemberIdPath, body: schemas.AdjustmentIn, d
 )
 async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: Db, caller: Admin) -> JSONResponse:
     """Moves available points in one transaction; the receiver's lots keep the sender's expiry dates
-    (households pool points this way). Idempotent by `transfer_id`. Scope: `admin`."""
+    (households pool points this way). Idempotent by `transfer_id`."""
     async with db.transaction() as session:
         answer, created = await service.transfer(session, member_id, body, caller.name)
     return written(answer, created)
@@ -133,8 +137,7 @@ async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: D
 )
 async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> JSONResponse:
     """Credits the member in the same transaction that stores the purchase. Retrying with the same
-    `purchase_id` and body replays the first answer (200); another body is `409 idempotency-conflict`.
-    Scope: `purchases:write`."""
+    `purchase_id` and body replays the first answer (200); another body is `409 idempotency-conflict`."""
     async with db.transaction() as session:
         answer, created = await service.record_purchase(session, body)
     return written(answer, created)
@@ -142,12 +145,12 @@ async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> 
 
 @router.post(
     "/purchases/batch", tags=["purchases"], summary="Record up to 1000 purchases, each answered alone",
-    response_model=schemas.PurchaseBatchResult, responses=problem_responses(*AUTH_ERRORS),
+    response_model=schemas.PurchaseBatchResult, responses=problem_responses(*COMMON_ERRORS),
 )
 async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: PurchasesWrite) -> schemas.PurchaseBatchResult:
     """For tills catching up after being offline: each purchase is validated and recorded in its own
     transaction, so one bad item fails alone. Each result carries the status and body that
-    `POST /v1/purchases` would have answered. Scope: `purchases:write`."""
+    `POST /v1/purchases` would have answered."""
     results = []
     for index, item in enumerate(body.purchases):
         purchase_id = item.get("purchase_id") if isinstance(item.get("purchase_id"), str) else None
@@ -176,11 +179,10 @@ async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: Purchase
     status_code=201, response_model=schemas.RefundResult,
     responses=replay_responses(schemas.RefundResult, NotFound, RefundExceedsPurchase, IdempotencyConflict),
 )
-async def post_refund(purchase_id: ClientIdPath, body: schemas.RefundIn, db: Db, _: PurchasesWrite) -> JSONResponse:
+async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: Db, _: PurchasesWrite) -> JSONResponse:
     """Takes back the purchase's points in proportion to the amount (bonus points on a full refund).
     Several partial refunds may follow each other up to the purchase total. If the points were already
-    spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id`.
-    Scope: `purchases:write`."""
+    spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id`."""
     async with db.transaction() as session:
         answer, created = await service.record_refund(session, purchase_id, body)
     return written(answer, created)
@@ -191,30 +193,30 @@ async def post_refund(purchase_id: ClientIdPath, body: schemas.RefundIn, db: Db,
 
 @router.get(
     "/program", tags=["rules"], summary="Program settings", response_model=schemas.Program,
-    responses=problem_responses(*AUTH_ERRORS),
+    responses=problem_responses(*COMMON_ERRORS),
 )
 async def get_program(db: Db, _: MembersRead) -> schemas.Program:
-    """Currency, base earning rate, expiry and pending days, excluded categories. Scope: `members:read`."""
+    """Currency, base earning rate, expiry and pending days, excluded categories."""
     async with db.transaction() as session:
         return schemas.Program.model_validate(await service.get_program(session), from_attributes=True)
 
 
 @router.put(
     "/program", tags=["rules"], summary="Change program settings", response_model=schemas.Program,
-    responses=problem_responses(*AUTH_ERRORS),
+    responses=problem_responses(*COMMON_ERRORS),
 )
 async def put_program(body: schemas.ProgramIn, db: Db, _: Admin) -> schemas.Program:
-    """Applies to purchases recorded from now on. Scope: `admin`."""
+    """Applies to purchases recorded from now on."""
     async with db.transaction() as session:
         return schemas.Program.model_validate(await service.put_program(session, body), from_attributes=True)
 
 
 @router.get(
     "/earning-rules", tags=["rules"], summary="Earning rules", response_model=Page[schemas.Rule],
-    responses=problem_responses(*AUTH_ERRORS),
+    responses=problem_responses(*COMMON_ERRORS),
 )
 async def list_rules(db: Db, _: Admin, limit: Limit = 50, cursor: Cursor = None) -> Page[schemas.Rule]:
-    """Rules in force or scheduled, by rule id. Scope: `admin`."""
+    """Rules in force or scheduled, by rule id."""
     async with db.read() as session:
         rows, next_cursor = await rules.list_rules(session, limit, cursor)
     return Page[schemas.Rule](items=[rules.rule_out(r) for r in rows], next_cursor=next_cursor)
@@ -224,10 +226,10 @@ async def list_rules(db: Db, _: Admin, limit: Limit = 50, cursor: Cursor = None)
     "/earning-rules", tags=["rules"], summary="Create an earning rule", status_code=201,
     response_model=schemas.Rule, responses=replay_responses(schemas.Rule, IdempotencyConflict),
 )
-async def post_rule(body: schemas.RuleIn, db: Db, _: Admin) -> JSONResponse:
+async def post_rule(body: RuleBody, db: Db, _: Admin) -> JSONResponse:
     """A `multiplier` (a promotion on the categories, SKUs, stores or channels it matches) or a `bonus`
     (`first_purchase`, `enrollment`, `birthday_month`, `referral`, `min_spend`). It applies to purchases whose
-    `occurred_at` falls in its window. Rule ids are never reused. Scope: `admin`."""
+    `occurred_at` falls in its window. Rule ids are never reused."""
     async with db.transaction() as session:
         answer, created = await rules.create_rule(session, body)
     return written(answer, created)
@@ -235,31 +237,30 @@ async def post_rule(body: schemas.RuleIn, db: Db, _: Admin) -> JSONResponse:
 
 @router.get(
     "/earning-rules/{rule_id}", tags=["rules"], summary="An earning rule", response_model=schemas.Rule,
-    responses=problem_responses(NotFound, *AUTH_ERRORS),
+    responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
-async def get_rule(rule_id: ClientIdPath, db: Db, _: Admin) -> schemas.Rule:
-    """Scope: `admin`."""
+async def get_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> schemas.Rule:
+    """One earning rule as stored."""
     async with db.read() as session:
         return rules.rule_out(await rules.get_rule(session, rule_id))
 
 
 @router.patch(
     "/earning-rules/{rule_id}", tags=["rules"], summary="Change an earning rule", response_model=schemas.Rule,
-    responses=problem_responses(NotFound, *AUTH_ERRORS),
+    responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
-async def patch_rule(rule_id: ClientIdPath, body: schemas.RulePatch, db: Db, _: Admin) -> schemas.Rule:
-    """Changes the fields given; the rule must still be valid as a whole. Points already earned stay.
-    Scope: `admin`."""
+async def patch_rule(rule_id: RuleIdPath, body: schemas.RulePatch, db: Db, _: Admin) -> schemas.Rule:
+    """Changes the fields given; the rule must still be valid as a whole. Points already earned stay."""
     async with db.transaction() as session:
         return rules.rule_out(await rules.patch_rule(session, rule_id, body))
 
 
 @router.delete(
     "/earning-rules/{rule_id}", tags=["rules"], summary="Delete an earning rule", status_code=204,
-    response_class=Response, responses=problem_responses(NotFound, *AUTH_ERRORS),
+    response_class=Response, responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
-async def delete_rule(rule_id: ClientIdPath, db: Db, _: Admin) -> Response:
-    """The rule stops applying; points already earned with it are not changed. Scope: `admin`."""
+async def delete_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> Response:
+    """The rule stops applying; points already earned with it are not changed."""
     async with db.transaction() as session:
         await rules.delete_rule(session, rule_id)
     return Response(status_code=204)

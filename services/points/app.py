@@ -24,7 +24,7 @@ SPEC = ServiceSpec(
         {"name": "purchases", "description": "Purchases and refunds: points earned and taken back"},
         {"name": "ledger", "description": "Every change of a balance; adjustments and transfers"},
         {"name": "rules", "description": "Program settings and earning rules"},
-        {"name": "operations", "description": "Health and readiness"},
+        {"name": "operations", "description": "Health, readiness, metrics and the event contract (AsyncAPI)"},
     ],
 )
 

@@ -30,6 +30,11 @@ class MemberIn(Strict):
 
 
 class Member(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
+        "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
+        "tier": "bronze"}]})
+
     member_id: str
     name: str | None
     email: str | None
@@ -47,6 +52,11 @@ class Expiring(BaseModel):
 
 
 class Balance(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "available": 270, "pending": 0, "lifetime_earned": 390, "lifetime_spent": 100,
+        "expiring": [{"points": 40, "expires_at": "2026-12-15T10:15:00Z"}], "tier": "bronze",
+        "as_of": "2026-11-21T09:30:00Z"}]})
+
     member_id: str
     available: int = Field(description="Spendable now; negative when a refund took back points already spent")
     pending: int = Field(description="Earned but inside the return window (`pending_days`)")
@@ -102,6 +112,11 @@ class BreakdownItem(BaseModel):
 
 
 class PurchaseResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "purchase_id": "store-12:r-000123", "member_id": "C-1001", "points_earned": 40, "status": "credited",
+        "breakdown": [{"rule_id": "base", "points": 20}, {"rule_id": "double-grocery", "points": 20}],
+        "balance": {"available": 140, "pending": 0}}]})
+
     purchase_id: str
     member_id: str
     points_earned: int
@@ -123,6 +138,10 @@ class ProgramIn(Strict):
 
 
 class Program(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
+        "excluded_categories": ["tobacco"], "updated_at": "2026-11-20T09:00:00Z"}]})
+
     currency: str
     points_per_unit: Decimal
     expiry_days: int
@@ -144,6 +163,10 @@ class RefundIn(Strict):
 
 
 class RefundResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "refund_id": "store-12:rf-9", "purchase_id": "store-12:r-000123", "points_reversed": 20,
+        "balance": {"available": 120, "pending": 0}}]})
+
     refund_id: str
     purchase_id: str
     points_reversed: int
@@ -175,7 +198,16 @@ class TransferIn(Strict):
         {"transfer_id": "family-2026-1", "to_member_id": "C-1002", "points": 100, "reason": "Household pool"}]})
 
 
+LEDGER_ENTRY_EXAMPLE: dict[str, Any] = {
+    "entry_id": 7, "kind": "adjust", "points": 250, "balance_after": 370, "occurred_at": "2026-11-21T09:10:00Z",
+    "adjustment_id": "ticket-4711", "actor": "support-desk", "reason": "Goodwill for a late delivery"}
+
+
 class LedgerEntry(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [LEDGER_ENTRY_EXAMPLE, {
+        "entry_id": 3, "kind": "earn", "points": 40, "balance_after": 140, "occurred_at": "2026-11-20T10:15:00Z",
+        "purchase_id": "store-12:r-000123", "rule_ids": ["base", "double-grocery"]}]})
+
     entry_id: int
     kind: Literal["earn", "bonus", "reversal", "spend", "refund", "expire", "adjust", "transfer_out",
                   "transfer_in"]
@@ -193,6 +225,16 @@ class LedgerEntry(BaseModel):
 
 
 class TransferResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "transfer_id": "family-2026-1", "from_member_id": "C-1001", "to_member_id": "C-1002", "points": 100,
+        "entries": [
+            {"entry_id": 8, "kind": "transfer_out", "points": -100, "balance_after": 270,
+             "occurred_at": "2026-11-21T09:20:00Z", "transfer_id": "family-2026-1", "actor": "support-desk",
+             "reason": "Household pool"},
+            {"entry_id": 9, "kind": "transfer_in", "points": 100, "balance_after": 100,
+             "occurred_at": "2026-11-21T09:20:00Z", "transfer_id": "family-2026-1", "actor": "support-desk",
+             "reason": "Household pool"}]}]})
+
     transfer_id: str
     from_member_id: str
     to_member_id: str
@@ -208,6 +250,12 @@ class PurchaseBatchIn(Strict):
         min_length=1, max_length=1000,
         description="Up to 1000 purchase bodies; each is validated and answered on its own.")
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"purchases": [
+        {"purchase_id": "store-12:r-000124", "member_id": "C-1001", "store_id": "store-12", "channel": "pos",
+         "occurred_at": "2026-11-20T11:00:00Z", "currency": "USD", "total": "5.00"},
+        {"purchase_id": "store-12:r-000125", "member_id": "C-1001", "store_id": "store-12", "channel": "pos",
+         "occurred_at": "2026-11-20T11:05:00Z", "currency": "USD", "total": "7.50"}]}]})
+
 
 class BatchItemResult(BaseModel):
     purchase_id: str | None
@@ -216,6 +264,14 @@ class BatchItemResult(BaseModel):
 
 
 class PurchaseBatchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"results": [
+        {"purchase_id": "store-12:r-000124", "status": 201, "body": {
+            "purchase_id": "store-12:r-000124", "member_id": "C-1001", "points_earned": 5, "status": "credited",
+            "breakdown": [{"rule_id": "base", "points": 5}], "balance": {"available": 145, "pending": 0}}},
+        {"purchase_id": "store-12:r-000125", "status": 404, "body": {
+            "type": "/problems/member-not-found", "title": "Member not found", "status": 404,
+            "detail": "No member 'C-9999'; enroll it with PUT /v1/members/C-9999."}}]}]})
+
     results: list[BatchItemResult]
 
 
@@ -276,9 +332,19 @@ class BonusRuleIn(RuleWindow):
 
 RuleIn = Annotated[MultiplierRuleIn | BonusRuleIn, Field(discriminator="kind")]
 
+# The two kinds of rule, as /docs offers them to try (``openapi_examples`` of the body).
+RULE_EXAMPLES: dict[str, Any] = {
+    "multiplier": {"summary": "Double points on groceries", "value": {
+        "rule_id": "double-grocery", "kind": "multiplier", "factor": "2", "match": {"categories": ["grocery"]}}},
+    "bonus": {"summary": "100 points on enrollment", "value": {
+        "rule_id": "welcome-bonus", "kind": "bonus", "points": 100, "trigger": "enrollment"}},
+}
+
 
 class RulePatch(Strict):
     """Fields to change; the rule is validated again as a whole."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"factor": "3"}]})
 
     factor: Decimal | None = Field(None, gt=0, le=100, max_digits=8, decimal_places=4, allow_inf_nan=False)
     match: Match | None = None
@@ -291,6 +357,11 @@ class RulePatch(Strict):
 
 
 class Rule(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rule_id": "double-grocery", "kind": "multiplier", "factor": "2", "match": {"categories": ["grocery"]},
+        "days_of_week": None, "points": None, "trigger": None, "min_spend": None, "valid_from": None,
+        "valid_until": None, "created_at": "2026-11-20T09:05:00Z", "updated_at": "2026-11-20T09:05:00Z"}]})
+
     rule_id: str
     kind: Literal["multiplier", "bonus"]
     factor: Decimal | None = None

@@ -35,7 +35,7 @@ SPEC = ServiceSpec(
         {"name": "rewards", "description": "The catalog: cost, stock, validity, tier gates, per-member limits"},
         {"name": "redemptions", "description": "Spending points on a reward: requested, then confirmed or rejected"},
         {"name": "vouchers", "description": "Codes of confirmed redemptions, checked and used at a till"},
-        {"name": "operations", "description": "Health and readiness"},
+        {"name": "operations", "description": "Health, readiness, metrics and the event contract (AsyncAPI)"},
     ],
     # Wakes `GET /v1/redemptions/{id}?wait=` when this process's consumer commits a settlement.
     on_start=[start_settlements],

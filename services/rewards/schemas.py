@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -58,7 +58,15 @@ class RewardIn(Strict):
         return value
 
 
+REWARD_EXAMPLE: dict[str, Any] = {
+    "reward_id": "cup", "name": "Coffee cup", "description": "Ceramic, 300 ml", "points_cost": 100, "stock": 50,
+    "stock_left": 49, "per_member_limit": 2, "min_tier": None, "valid_from": None, "valid_until": None,
+    "active": True, "created_at": "2026-11-20T09:00:00Z", "updated_at": "2026-11-20T09:00:00Z"}
+
+
 class Reward(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [REWARD_EXAMPLE]})
+
     reward_id: str
     name: str
     description: str | None
@@ -75,6 +83,8 @@ class Reward(BaseModel):
 
 
 class CatalogItem(Reward):
+    model_config = ConfigDict(json_schema_extra={"examples": [{**REWARD_EXAMPLE, "eligible": True, "reason": None}]})
+
     eligible: bool | None = Field(None, description="With `?member_id=`: whether the member may redeem one now")
     reason: Ineligibility | None = Field(None, description="With `?member_id=`: why not; null when eligible")
 
@@ -90,6 +100,11 @@ class RedemptionIn(Strict):
 
 
 class Redemption(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "redemption_id": "web:r-4711", "member_id": "C-1001", "reward_id": "cup", "quantity": 1, "points_cost": 100,
+        "status": "confirmed", "reason": None, "voucher_code": "7KQ2M-X9TRB-4HWNC",
+        "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:01Z"}]})
+
     redemption_id: str
     member_id: str
     reward_id: str
@@ -104,6 +119,11 @@ class Redemption(BaseModel):
 
 
 class Voucher(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "code": "7KQ2M-X9TRB-4HWNC", "redemption_id": "web:r-4711", "reward_id": "cup", "member_id": "C-1001",
+        "status": "used", "used_at": "2026-11-21T12:00:00Z", "store_id": "store-12",
+        "created_at": "2026-11-21T10:00:01Z"}]})
+
     code: str
     redemption_id: str
     reward_id: str
@@ -115,4 +135,6 @@ class Voucher(BaseModel):
 
 
 class VoucherUse(Strict):
-    store_id: ClientId | None = None
+    store_id: ClientId | None = Field(None, description="Where it was used")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"store_id": "store-12"}]})

@@ -278,7 +278,7 @@ async def reask_overdue(session: AsyncSession, *, now: datetime, retry_seconds: 
         redemption.asks += 1
         redemption.last_requested_at = now
     await session.flush()
-    await OUTBOX.add(session, *[_event(r, events.RedemptionRequested) for r in rows])
+    await OUTBOX.add(session, *[_event(r, events.RedemptionRequested) for r in rows], repeated=True)
     return rows
 
 

@@ -4,15 +4,17 @@ member's segment, the last segmentation run and the points balances known from `
 
 Facts are keyed by the ids the points service gave them (``purchase_id``, ``refund_id``) and written by
 setting values, never by adding to them, so a repeated event with a new event id cannot count twice.
-A purchase's refunded amount and reversed points are the sums of its ``refund`` rows.
+A purchase's refunded amount and reversed points are the sums of its ``refund`` rows. The dashboard's
+projections are the redemptions per reward (set the same way) and the points per week, which are added to:
+expiries carry no id to key them by, so there the inbox alone keeps an event from counting twice.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, Numeric, SmallInteger, String
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, SmallInteger, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
@@ -156,4 +158,31 @@ class PointsBalance(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     available: Mapped[int] = mapped_column(BigInteger)
     pending: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PointsWeek(Base):
+    """The points of one member that moved in one ISO week (``week`` is its Monday, UTC), by kind:
+    ``issued`` (earned and bonus points), ``spent`` (redemptions), ``expired``. Added to once per event; the
+    inbox makes that once. One row per member, not one per week, so consumers of different partitions
+    never wait for each other's rows; the dashboard sums a week's rows."""
+
+    __tablename__ = "points_week"
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+
+class Redemption(Base):
+    """A redemption as ``redemption.confirmed`` / ``redemption.cancelled`` left it; only ``confirmed`` ones
+    count towards their reward. Set, never added to, so the order of the two cannot count one twice."""
+
+    __tablename__ = "redemption"
+    redemption_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    reward_id: Mapped[str] = mapped_column(String(64), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    points_cost: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -57,6 +57,14 @@ class TierOut(BaseModel):
 
 
 class TierProgram(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "basis": "spend", "window_days": 365, "retention_days": 365, "downgrade": "to_qualified",
+        "tiers": [
+            {"tier_id": "bronze", "name": "Bronze", "threshold": "0", "earn_multiplier": "1", "perks": []},
+            {"tier_id": "silver", "name": "Silver", "threshold": "500", "earn_multiplier": "1.5",
+             "perks": ["free-shipping"]}],
+        "updated_at": "2026-11-20T09:00:00Z", "updated_by": "bootstrap-admin"}]})
+
     basis: Basis
     window_days: int
     retention_days: int
@@ -73,6 +81,11 @@ class NextTier(BaseModel):
 
 
 class MemberTier(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "tier_id": "bronze", "name": "Bronze", "since": "2026-11-20T10:00:00Z",
+        "retained_until": "2027-11-20T10:00:00Z", "qualifying_value": "20.00", "window_start": "2025-11-21T09:00:00Z",
+        "next_tier": {"tier_id": "silver", "threshold": "500", "remaining": "480.00"}, "earn_multiplier": "1"}]})
+
     member_id: str
     tier_id: str
     name: str
@@ -88,6 +101,9 @@ class MemberTier(BaseModel):
 
 
 class HistoryEntry(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"from_tier": None, "to_tier": "bronze", "reason": "enrolled", "at": "2026-11-20T10:00:00Z"}]})
+
     from_tier: str | None
     to_tier: str
     reason: str = Field(examples=["enrolled", "upgrade", "downgrade", "tiers-changed"])
@@ -108,6 +124,10 @@ class Rfm(BaseModel):
 
 
 class MemberSegment(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "rfm": {"recency": 5, "frequency": 3, "monetary": 4}, "value_class": "B",
+        "lifecycle": "active", "clv_estimate": "1250.00", "computed_at": "2026-11-21T09:45:00Z"}]})
+
     member_id: str
     rfm: Rfm
     value_class: ValueClass = Field(description="A: the members making the first 50% of the window's revenue, "
@@ -140,6 +160,14 @@ class SegmentsInfo(BaseModel):
 
 
 class AnalyticsSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "members": 2, "by_tier": {"bronze": 2}, "by_status": {"active": 2},
+        "by_value_class": {"A": 1, "D": 1}, "by_lifecycle": {"active": 1, "new": 1},
+        "pareto": {"top_20pct_revenue_share": 1.0}, "points_liability": 370,
+        "segments": {"computed_at": "2026-11-21T09:45:00Z", "segmented": 2, "scored": 1, "window_days": 365,
+                     "recency_threshold_days": 90, "new_member_days": 30, "revenue": "20.00",
+                     "retention_rate": None, "expected_lifetime_years": 1.5}}]})
+
     members: int
     by_tier: dict[str, int]
     by_status: dict[str, int] = Field(description="unknown: members known only from their purchases")
@@ -152,6 +180,9 @@ class AnalyticsSummary(BaseModel):
 
 
 class SegmentRunOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"computed_at": "2026-11-21T09:45:00Z", "members": 2, "scored": 1, "changed": 2}]})
+
     computed_at: datetime
     members: int
     scored: int

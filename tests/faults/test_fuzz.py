@@ -35,7 +35,7 @@ def test_fuzzed_requests_get_documented_answers(service: str, tmp_path: Path) ->
         run = subprocess.run(
             [str(Path(sys.executable).parent / "st"), "run", f"{process.url}/openapi.json",
              "-H", f"Authorization: Bearer {ADMIN_KEY}", "--checks", CHECKS,
-             "--phases", "examples,coverage,fuzzing", "--max-examples", "50", "--workers", "2",
+             "--phases", "examples,coverage,fuzzing", "--max-examples", "50", "--workers", "1",
              "--seed", "20261124", "--no-color", "--request-timeout", "15"],
             capture_output=True, text=True, cwd=ROOT, timeout=900,
         )

@@ -130,7 +130,7 @@ async def test_a_rebuild_from_the_log_arrives_at_the_live_state(
                         kafka_partitions=3)
     report = await rebuild(rebuild_url, settings, program=read_program(program_file), now=last.computed_at)
     assert report.partitions == {topic_name(prefix, t): 3 for t in ("loyalty.members", "loyalty.purchases",
-                                                                     "loyalty.points")}
+                                                                     "loyalty.points", "loyalty.redemptions")}
     assert report.events == len(log.records)
     assert (report.duplicates, report.skipped, report.ignored) == (1, 1, 1)
 
