@@ -227,32 +227,49 @@ async def record_purchase(
 async def record_purchases(
     session: AsyncSession, batch: Sequence[events.PurchaseRecorded], *, now: datetime | None = None
 ) -> None:
-    """Purchases in the order they were told, in one go: a consumer catching up on a backlog evaluates each
-    member once per batch, with a handful of statements for the whole batch instead of several per event."""
+    """Purchases in the order they were told, in one go: a consumer catching up on a backlog needs a handful
+    of statements per round instead of several per event. Round k holds each member's k-th purchase of the
+    batch, so a member is evaluated after each of their purchases, as when the events come one at a time
+    (two purchases that each cross a threshold make two changes of tier, in the history too)."""
     now = now or utcnow()
     program = await _program_for_evaluation(session)
     members = await _known_members(session, sorted({d.member_id for d in batch}), program, now)
     stored = {p.purchase_id: p for p in (await session.execute(
         select(Purchase).where(Purchase.purchase_id.in_({d.purchase_id for d in batch}))
     )).scalars()}
-    touched: dict[str, Member] = {}
+    for round_ in _rounds(batch):
+        touched: dict[str, Member] = {}
+        for data in round_:
+            purchase = stored.get(data.purchase_id)
+            if purchase is None:
+                purchase = stored[data.purchase_id] = Purchase(purchase_id=data.purchase_id,
+                                                               member_id=data.member_id)
+                session.add(purchase)
+            elif purchase.member_id != data.member_id:
+                log.warning("purchase %s is already %s's; ignored for %s", data.purchase_id, purchase.member_id,
+                            data.member_id)
+                continue
+            purchase.occurred_at = data.occurred_at
+            purchase.currency = data.currency
+            purchase.total = data.total
+            purchase.points_earned = data.points_earned
+            touched[data.member_id] = members[data.member_id]
+        await _sync_refunds(session, [stored[d.purchase_id] for d in round_ if d.member_id in touched])
+        await _settle(session, list(touched.values()), program, now)
+        await _refresh_lifecycles(session, list(touched.values()), now)
+
+
+def _rounds(batch: Sequence[events.PurchaseRecorded]) -> list[list[events.PurchaseRecorded]]:
+    """The batch as rounds: round k holds each member's k-th purchase, in the batch's order."""
+    rounds: list[list[events.PurchaseRecorded]] = []
+    told: dict[str, int] = {}
     for data in batch:
-        purchase = stored.get(data.purchase_id)
-        if purchase is None:
-            purchase = stored[data.purchase_id] = Purchase(purchase_id=data.purchase_id, member_id=data.member_id)
-            session.add(purchase)
-        elif purchase.member_id != data.member_id:
-            log.warning("purchase %s is already %s's; ignored for %s", data.purchase_id, purchase.member_id,
-                        data.member_id)
-            continue
-        purchase.occurred_at = data.occurred_at
-        purchase.currency = data.currency
-        purchase.total = data.total
-        purchase.points_earned = data.points_earned
-        touched[data.member_id] = members[data.member_id]
-    await _sync_refunds(session, [stored[d.purchase_id] for d in batch if d.member_id in touched])
-    await _settle(session, list(touched.values()), program, now)
-    await _refresh_lifecycles(session, list(touched.values()), now)
+        k = told.get(data.member_id, 0)
+        told[data.member_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(data)
+    return rounds
 
 
 async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *, now: datetime | None = None) -> None:

@@ -196,3 +196,22 @@ async def test_a_program_change_during_deliveries_leaves_nobody_on_the_old_ladde
         got = await standing(client, member_id)
         assert got["qualifying_value"] == "300.00"
         assert got["tier_id"] == "green", (member_id, got)
+
+
+async def test_a_batch_of_purchases_moves_members_as_the_events_one_at_a_time_would(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The consumer hands a batch of purchases to one use case; a member whose two purchases each cross a
+    threshold still moves bronze → silver → gold, as on a rebuild that replays them one by one."""
+    from services.tiers.service import record_purchases
+
+    await deliver(app, enrolled("C-1"))
+    await deliver(app, enrolled("C-2"))
+    batch = [purchase("p-1", "C-1", "600.00"), purchase("p-2", "C-2", "50.00"), purchase("p-3", "C-1", "500.00"),
+             purchase("p-1", "C-1", "600.00")]  # told twice: counted once
+    async with app.state.db.transaction() as session:
+        await record_purchases(session, batch)
+    assert await moves(client, "C-1") == [(None, "bronze", "enrolled"), ("bronze", "silver", "upgrade"),
+                                          ("silver", "gold", "upgrade")]
+    assert await moves(client, "C-2") == [(None, "bronze", "enrolled")]
+    assert (await standing(client, "C-1"))["tier_id"] == "gold"
