@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.kafka import all_topic_names, delete_topics, topic_name
+from shared.migrations import empty_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("points", "rewards", "tiers")
@@ -135,14 +134,6 @@ def target_from_env(value: str) -> System:
                   os.environ.get("KAFKA_TOPIC_PREFIX", ""), managed=False)
 
 
-async def _recreate_schema(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
-
-
 def start_local(log_dir: Path) -> System:
     """PostgreSQL with bench databases of its own, Kafka, migrations and topics under a private prefix, then
     the three services on free ports, as `make run` starts them."""
@@ -152,7 +143,7 @@ def start_local(log_dir: Path) -> System:
     subprocess.run([str(ROOT / "deploy/local/kafka.sh"), "start"], check=True, stdout=subprocess.DEVNULL)
     urls = {name: f"{PG_BASE}/{db}" for name, db in databases.items()}
     for url in urls.values():
-        asyncio.run(_recreate_schema(url))
+        asyncio.run(empty_schema(url))
     key = "lk_bench_" + secrets.token_urlsafe(18)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

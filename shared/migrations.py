@@ -73,3 +73,13 @@ def run_env(target_metadata: MetaData) -> None:
         await engine.dispose()
 
     asyncio.run(run_async())
+
+
+async def empty_schema(url: str) -> None:
+    """Drops everything in a PostgreSQL database's public schema: the start of a migration from nothing
+    (tests, the benchmark's own databases, a rebuild's target). Destructive by design; never on live data."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()

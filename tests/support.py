@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.consumer import EventConsumer
 from shared.events import EventData
-from shared.migrations import upgrade
+from shared.migrations import empty_schema, upgrade
 from shared.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +64,7 @@ def ensure_kafka() -> None:
 
 async def recreate_schema(url: str, service: str) -> None:
     """An empty database migrated by the service's own migrations (so the migrations are tested too)."""
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
+    await empty_schema(url)
     await asyncio.to_thread(upgrade, service, url)
 
 

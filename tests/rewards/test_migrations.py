@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.migrations import alembic_config, upgrade
+from shared.migrations import alembic_config, empty_schema, upgrade
 from tests.support import db_name, db_url, ensure_postgres
 
 SCRATCH_PG = db_name("loyalty_test_rewards_migrations")  # its own database: nothing else is disturbed
@@ -25,11 +25,7 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         return
     await asyncio.to_thread(ensure_postgres, [SCRATCH_PG])
     url = db_url(SCRATCH_PG)
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
+    await empty_schema(url)
     yield url
 
 

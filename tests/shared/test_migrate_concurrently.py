@@ -10,6 +10,7 @@ import sys
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.migrations import empty_schema
 from tests.support import ROOT, db_name, db_url, ensure_postgres
 
 DATABASE = db_name("loyalty_test_migrate_race")
@@ -18,10 +19,8 @@ DATABASE = db_name("loyalty_test_migrate_race")
 async def test_four_migrators_at_once_all_succeed_and_agree() -> None:
     await asyncio.to_thread(ensure_postgres, [DATABASE])
     url = db_url(DATABASE)
+    await empty_schema(url)
     engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
     # Separate processes, as in a cluster (Alembic's context is global to a process).
     migrators = [
         await asyncio.create_subprocess_exec(

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.kafka import all_topic_names, delete_topics
+from shared.migrations import empty_schema
 from tests.support import ROOT, db_name, db_url, ensure_postgres, recreate_schema
 from tests.system.harness import System, eventually
 from tests.tiers.snapshots import tiers_state
@@ -334,15 +335,6 @@ async def one_row(url: str, query: str) -> tuple[Any, ...]:
         row = (await conn.execute(text(query))).one()
     await engine.dispose()
     return tuple(row)
-
-
-async def empty_schema(url: str) -> None:
-    """A database with nothing in it, not even the schema: the rebuild migrates it."""
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
 
 
 def test_the_tiers_docs_name_the_segments_page(system: System) -> None:
