@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy import Column, Insert, Integer, MetaData, String, Table, Text, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import UTCDateTime, insert_ignoring_conflicts, utcnow
+from shared.db import UTCDateTime, WritesTogether, insert_ignoring_conflicts, utcnow
 from shared.errors import IdempotencyConflict
 
 
@@ -53,18 +53,26 @@ def request_hash(body: BaseModel | dict[str, Any]) -> str:
 class IdempotencyKeys:
     def __init__(self, table: Table) -> None:
         self.table = table
+        self._claims: dict[str, Insert] = {}  # by dialect, built once: the claim is on every write's path
+
+    def _claim(self, dialect: str) -> Insert:
+        if dialect not in self._claims:
+            t = self.table
+            self._claims[dialect] = (
+                insert_ignoring_conflicts(t, dialect)
+                .values(operation=bindparam("operation"), key=bindparam("key"),
+                        request_hash=bindparam("request_hash"), created_at=bindparam("created_at"))
+                .returning(t.c.key))
+        return self._claims[dialect]
 
     async def claim(
         self, session: AsyncSession, operation: str, key: str, body_hash: str
     ) -> dict[str, Any] | None:
         """None when this request is the first with ``key``; else the first answer's body to replay."""
         t = self.table
-        dialect = session.get_bind().dialect.name
-        claimed = (await session.execute(
-            insert_ignoring_conflicts(t, dialect)
-            .values(operation=operation, key=key, request_hash=body_hash, created_at=utcnow())
-            .returning(t.c.key)
-        )).first()
+        connection = await session.connection()
+        claimed = (await connection.execute(self._claim(connection.dialect.name), {
+            "operation": operation, "key": key, "request_hash": body_hash, "created_at": utcnow()})).first()
         if claimed is not None:
             return None
         row = (await session.execute(
@@ -84,3 +92,16 @@ class IdempotencyKeys:
             update(t).where(t.c.operation == operation, t.c.key == key)
             .values(status_code=status_code, response=json.dumps(response, separators=(",", ":")))
         )
+
+    def prepared_completion(self) -> Update:
+        """``complete`` as a statement with bind parameters (values from ``completion_params``), for a use
+        case that writes the answer in one statement with its other rows (``shared.db.WritesTogether``)."""
+        t = self.table
+        value = WritesTogether.value
+        return (update(t).where(t.c.operation == value("idempotency_operation"), t.c.key == value("idempotency_key"))
+                .values(status_code=value("idempotency_status"), response=value("idempotency_response")))
+
+    @staticmethod
+    def completion_params(operation: str, key: str, status_code: int, response: dict[str, Any]) -> dict[str, Any]:
+        return {"idempotency_operation": operation, "idempotency_key": key, "idempotency_status": status_code,
+                "idempotency_response": json.dumps(response, separators=(",", ":"))}

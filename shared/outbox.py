@@ -17,14 +17,29 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Insert,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.context import correlation_for
-from shared.db import Database, UTCDateTime, utcnow
+from shared.db import Database, UTCDateTime, WritesTogether, utcnow
 from shared.events import EventData
 from shared.kafka import make_producer, topic_name
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, count_committed
@@ -70,8 +85,29 @@ class Outbox:
         ``repeated=True`` marks events that say again what an earlier event said (an answer given again to a
         re-asked request, a request asked again): published like any other, but not counted a second time.
         """
-        if not events:
-            return
+        if events:
+            await session.execute(self.table.insert(), self._rows(session, events, repeated))
+
+    def prepared_inserts(self, count: int) -> list[Insert]:
+        """Inserts of ``count`` events whose values are bind parameters, for a use case that writes its
+        events in one statement with its other rows (``shared.db.WritesTogether``); ``bind`` fills them.
+        One insert per event: SQLAlchemy does not cache a multi-row VALUES, and compiling costs more than
+        running."""
+        columns = ("event_id", "topic", "key", "event_type", "payload", "created_at")
+        return [
+            self.table.insert().values(
+                {column: WritesTogether.value(f"outbox_{index}_{column}", self.table.c[column].type)
+                 for column in columns})
+            for index in range(count)
+        ]
+
+    def bind(self, session: AsyncSession, *events: EventData) -> dict[str, Any]:
+        """The values of ``prepared_inserts(len(events))``; ``add``'s staging and counting apply."""
+        return {f"outbox_{index}_{column}": value
+                for index, row in enumerate(self._rows(session, events, repeated=False))
+                for column, value in row.items()}
+
+    def _rows(self, session: AsyncSession, events: tuple[EventData, ...], repeated: bool) -> list[dict[str, Any]]:
         rows = []
         for data in events:
             envelope = data.envelope(self.source, correlation_for(data.member_id))
@@ -79,10 +115,10 @@ class Outbox:
                 "event_id": envelope.id, "topic": data.TOPIC.value, "key": data.member_id,
                 "event_type": data.TYPE, "payload": envelope.model_dump_json(), "created_at": envelope.time,
             })
-        await session.execute(self.table.insert(), rows)
         session.info[DIRTY] = True
         if not repeated:
             session.info.setdefault(TO_COUNT, []).extend((self.source, data) for data in events)
+        return rows
 
 
 def count_after_commit(session: AsyncSession) -> None:

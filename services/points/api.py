@@ -82,8 +82,7 @@ async def get_member(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas
 )
 async def get_balance(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Balance:
     """Available and pending points, lifetime totals and what expires in the next 30 days."""
-    async with db.transaction() as session:
-        return await service.balance_of(session, member_id)
+    return await service.balance(db, member_id)
 
 
 @router.get(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain
@@ -24,6 +24,12 @@ from services.points.models import LedgerEntry, Lot, Member
 from shared.db import utcnow
 
 EARNING_KINDS = {"earn", "bonus"}
+
+
+def lot_remaining(points: int, available: int) -> int:
+    """What a new lot of ``points`` keeps when it becomes available: a debt (``available`` below zero, after
+    a refund took back points already spent) is repaid first."""
+    return points - min(points, max(-available, 0))
 
 
 async def append_entry(session: AsyncSession, member: Member, kind: str, points: int, **refs: Any) -> LedgerEntry:
@@ -47,7 +53,7 @@ async def credit(
         member.pending += points
         remaining = points
     else:
-        remaining = points - min(points, max(-member.available, 0))  # repay a debt first
+        remaining = lot_remaining(points, member.available)
         member.available += points
     if kind in EARNING_KINDS:
         member.lifetime_earned += points
@@ -110,7 +116,7 @@ async def receive(session: AsyncSession, member: Member, kind: str, parts: list[
     now = utcnow()
     remainders = []
     for part in parts:
-        remainders.append(part.points - min(part.points, max(-member.available, 0)))
+        remainders.append(lot_remaining(part.points, member.available))
         member.available += part.points
     entry = await append_entry(session, member, kind, sum(p.points for p in parts), **refs)
     for part, remaining in zip(parts, remainders, strict=True):
@@ -121,7 +127,7 @@ async def receive(session: AsyncSession, member: Member, kind: str, parts: list[
     return entry
 
 
-def due_lots_clause(now: datetime) -> Any:
+def due_lots_clause(now: datetime | ColumnElement[datetime]) -> Any:
     """Lots with something to do at ``now``: pending ones whose window closed, others past their expiry."""
     return or_(
         and_(Lot.pending.is_(True), Lot.available_at <= now),
@@ -149,7 +155,7 @@ async def settle(session: AsyncSession, member: Member) -> int:
     for lot in (lot for lot in lots if lot.pending):
         released = lot.remaining
         member.pending -= released
-        lot.remaining = released - min(released, max(-member.available, 0))  # repay a debt first
+        lot.remaining = lot_remaining(released, member.available)
         member.available += released
         lot.pending = False
     expired = 0

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Insert, Row, Select, Table, Update, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, ledger, rules, schemas
 from services.points.models import (
+    Base,
     LedgerEntry,
     Lot,
     Member,
@@ -27,7 +28,7 @@ from services.points.models import (
     outbox,
 )
 from shared import events
-from shared.db import insert_ignoring_conflicts, utcnow
+from shared.db import Database, UTCDateTime, WritesTogether, insert_ignoring_conflicts, next_id, utcnow
 from shared.errors import (
     CurrencyMismatch,
     InsufficientPoints,
@@ -132,14 +133,14 @@ async def _enrollment_bonus(session: AsyncSession, member: Member) -> None:
     _, bonuses = await rules.active_rules(session, program.rules_version)
     for bonus in sorted(bonuses, key=lambda b: b.rule_id):
         if bonus.trigger == "enrollment" and bonus.window.contains(member.enrolled_at):
-            await _bonus(session, member, program, bonus)
+            await _bonus(session, member, program.expiry_days, bonus)
 
 
-async def _bonus(session: AsyncSession, member: Member, program: Program, bonus: domain.BonusRule,
+async def _bonus(session: AsyncSession, member: Member, expiry_days: int, bonus: domain.BonusRule,
                  **refs: Any) -> None:
     now = utcnow()
     await ledger.credit(session, member, "bonus", bonus.points, rule_ids=[bonus.rule_id],
-                        expires_at=ledger.expiry_for(now, program.expiry_days), **refs)
+                        expires_at=ledger.expiry_for(now, expiry_days), **refs)
     await OUTBOX.add(session, events.PointsEarned(
         member_id=member.member_id, points=bonus.points, balance=_snapshot(member), occurred_at=now,
         purchase_id=refs.get("purchase_id"), kind="bonus", rule_ids=[bonus.rule_id],
@@ -167,35 +168,76 @@ async def _settle(session: AsyncSession, member: Member) -> None:
                                                        balance=_snapshot(member)))
 
 
-async def balance_of(session: AsyncSession, member_id: str) -> schemas.Balance:
-    """One indexed row for the figures and one indexed read of the member's lots that expire within 30 days
-    or are due (matured or expired). Due lots are settled first, which only happens when such a lot exists."""
-    member = await get_member(session, member_id)
+def _lots_to_show_clause(now: Any, window_end: Any) -> Any:
+    """The member's lots a balance shows (expiring by ``window_end``) or must settle first (due at ``now``)."""
+    return or_(and_(Lot.remaining > 0, Lot.expires_at <= window_end), ledger.due_lots_clause(now))
+
+
+def _balance_query() -> Select[Any]:
+    """Built once, with bind parameters: building the expression costs more than running it."""
+    member, lot = Member.__table__, Lot.__table__
+    shown = and_(lot.c.member_id == member.c.member_id,
+                 _lots_to_show_clause(bindparam("now", type_=UTCDateTime), bindparam("window_end", type_=UTCDateTime)))
+    return (
+        select(member.c.available, member.c.pending.label("member_pending"), member.c.lifetime_earned,
+               member.c.lifetime_spent, member.c.tier_id,
+               lot.c.expires_at, lot.c.remaining, lot.c.pending, lot.c.available_at)
+        .select_from(member.outerjoin(lot, shown))
+        .where(member.c.member_id == bindparam("member_id"))
+    )
+
+
+_BALANCE = _balance_query()
+
+
+async def balance(db: Database, member_id: str) -> schemas.Balance:
+    """The member's figures and the lots a balance shows, read in one statement outside any transaction
+    (it is its own snapshot). When a lot is due (matured or expired) the balance is read again in a
+    transaction that settles it first, which only happens when such a lot exists."""
+    now = utcnow()
+    async with db.snapshot() as connection:
+        rows = (await connection.execute(
+            _BALANCE, {"member_id": member_id, "now": now, "window_end": now + EXPIRING_WINDOW})).all()
+    if not rows:
+        raise MemberNotFound(f"No member '{member_id}'; enroll it with PUT /v1/members/{member_id}.")
+    lots = [row for row in rows if row.expires_at is not None]
+    if any(ledger.is_due(lot, now) for lot in lots):
+        async with db.transaction() as session:
+            return await _settled_balance(session, member_id)
+    first = rows[0]
+    return _balance_out(member_id, first.available, first.member_pending, first.lifetime_earned,
+                        first.lifetime_spent, first.tier_id, lots, now)
+
+
+async def _settled_balance(session: AsyncSession, member_id: str) -> schemas.Balance:
+    """``balance`` in the caller's transaction, the member's due lots settled first."""
+    member = await _locked_member(session, member_id)
     now = utcnow()
     lots = await _lots_to_show(session, member_id, now)
-    if any(ledger.is_due(lot, now) for lot in lots):
-        member = await _locked_member(session, member_id)
-        lots = await _lots_to_show(session, member_id, now)
+    return _balance_out(member_id, member.available, member.pending, member.lifetime_earned,
+                        member.lifetime_spent, member.tier_id, lots, now)
+
+
+def _balance_out(member_id: str, available: int, pending: int, lifetime_earned: int, lifetime_spent: int,
+                 tier: str | None, lots: Sequence[Any], now: datetime) -> schemas.Balance:
     expiring: dict[datetime, int] = {}
     for lot in lots:
         if lot.remaining > 0 and lot.expires_at <= now + EXPIRING_WINDOW:
             expiring[lot.expires_at] = expiring.get(lot.expires_at, 0) + lot.remaining
     return schemas.Balance(
-        member_id=member.member_id, available=member.available, pending=member.pending,
-        lifetime_earned=member.lifetime_earned, lifetime_spent=member.lifetime_spent,
+        member_id=member_id, available=available, pending=pending, lifetime_earned=lifetime_earned,
+        lifetime_spent=lifetime_spent,
         expiring=[schemas.Expiring(points=p, expires_at=t) for t, p in sorted(expiring.items())],
-        tier=member.tier_id, as_of=now,
+        tier=tier, as_of=now,
     )
 
 
 async def _lots_to_show(
     session: AsyncSession, member_id: str, now: datetime
 ) -> Sequence[Row[datetime, int, bool, datetime]]:
-    """The member's lots a balance shows (expiring within the window) or must settle first (due)."""
     return (await session.execute(
         select(Lot.expires_at, Lot.remaining, Lot.pending, Lot.available_at)
-        .where(Lot.member_id == member_id,
-               or_(and_(Lot.remaining > 0, Lot.expires_at <= now + EXPIRING_WINDOW), ledger.due_lots_clause(now)))
+        .where(Lot.member_id == member_id, _lots_to_show_clause(now, now + EXPIRING_WINDOW))
     )).all()
 
 
@@ -228,18 +270,25 @@ def entry_out(entry: LedgerEntry) -> schemas.LedgerEntry:
 
 
 async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tuple[dict[str, Any], bool]:
-    """Store a purchase and credit its points; returns (answer, created). A retry replays the answer."""
+    """Store a purchase and credit its points; returns (answer, created). A retry replays the answer.
+
+    The common case is three statements: the idempotency claim, one read (member locked, program, whether a
+    lot is due, the ids of the new rows) and one write of every row (``execute_together``). A member with
+    due lots is settled first, and a first purchase of a referred member pays the referral bonus, both as in
+    the other use cases.
+    """
     replay = await IDEMPOTENCY.claim(session, "purchase", body.purchase_id, request_hash(body))
     if replay is not None:
         return replay, False
-    program = await get_program(session)
-    if body.currency != program.currency:
-        raise CurrencyMismatch(f"The program runs in {program.currency}; this purchase is in {body.currency}.")
-    member = await _locked_member(session, body.member_id)
+    member = await _purchase_context(session, body)
+    if member.due:
+        await _locked_member(session, body.member_id)
+        await session.flush()
+        member = await _purchase_context(session, body)
     if member.status != "active":
-        raise MemberInactive(f"Member '{member.member_id}' is {member.status} and earns no points.")
+        raise MemberInactive(f"Member '{body.member_id}' is {member.status} and earns no points.")
 
-    multipliers, bonuses = await rules.active_rules(session, program.rules_version)
+    multipliers, bonuses = await rules.active_rules(session, member.rules_version)
     facts = domain.PurchaseFacts(
         lines=tuple(domain.Line(line.unit_price * line.quantity, line.category, line.sku) for line in body.lines)
         if body.lines else (domain.Line(body.total),),
@@ -247,65 +296,162 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
     )
     first_purchase = member.purchase_count == 0
     earning = domain.compute_earning(
-        facts, points_per_unit=program.points_per_unit, excluded_categories=set(program.excluded_categories),
+        facts, points_per_unit=member.points_per_unit, excluded_categories=set(member.excluded_categories),
         multipliers=multipliers, bonuses=bonuses, tier_multiplier=member.earn_multiplier,
         member=domain.MemberFacts(first_purchase=first_purchase,
                                   birth_month=member.birth_date.month if member.birth_date else None,
                                   birthday_bonus_year=member.birthday_bonus_year),
     )
-    occurred = body.occurred_at.astimezone(UTC)
-    available_at = occurred + timedelta(days=program.pending_days) if program.pending_days else None
-    member.purchase_count += 1  # before the credit's flush: one UPDATE of the member, not two
-    if earning.birthday_bonus:
-        member.birthday_bonus_year = body.occurred_at.year
-    _, lot = await ledger.credit(
-        session, member, "earn", earning.points, purchase_id=body.purchase_id, rule_ids=earning.rule_ids or None,
-        expires_at=ledger.expiry_for(occurred, program.expiry_days), available_at=available_at,
-    )
-    session.add(Purchase(
-        purchase_id=body.purchase_id, member_id=member.member_id, store_id=body.store_id, channel=body.channel,
-        occurred_at=body.occurred_at, currency=body.currency, total=body.total, refunded_amount=Decimal(0),
-        points_earned=earning.points, bonus_points=earning.bonus_points, points_reversed=0,
-        lot_id=lot.lot_id if lot else None, recorded_at=utcnow(),
-        lines=[line.model_dump(mode="json") for line in body.lines] if body.lines else None,
-    ))
-    status = "pending" if lot is not None and lot.pending else "credited"
-    await OUTBOX.add(
-        session,
-        events.PurchaseRecorded(
-            member_id=member.member_id, purchase_id=body.purchase_id, store_id=body.store_id,
-            channel=body.channel, occurred_at=body.occurred_at, currency=body.currency, total=body.total,
-            points_earned=earning.points,
-        ),
-        events.PointsEarned(
-            member_id=member.member_id, purchase_id=body.purchase_id, points=earning.points, status=status,
-            balance=_snapshot(member), occurred_at=body.occurred_at,
-        ),
-    )
+    answer = await _credit_purchase(session, body, member, earning)
     if first_purchase and member.referred_by:
-        await _referral_bonus(session, member, program, bonuses, body.purchase_id)
-    answer = schemas.PurchaseResult(
-        purchase_id=body.purchase_id, member_id=member.member_id, points_earned=earning.points,
-        status=status, breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earning.breakdown],
-        balance=schemas.BalanceShort(available=member.available, pending=member.pending),
-    ).model_dump(mode="json")
-    await IDEMPOTENCY.complete(session, "purchase", body.purchase_id, 201, answer)
+        await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, bonuses,
+                              body.purchase_id)
     return answer, True
 
 
-async def _referral_bonus(session: AsyncSession, member: Member, program: Program,
+def _table(model: type[Base]) -> Table:
+    return model.metadata.tables[model.__tablename__]
+
+
+def _purchase_context_query(dialect: str) -> Select[Any]:
+    member, program = Member.__table__, Program.__table__
+    due = select(Lot.lot_id).where(Lot.member_id == bindparam("member_id"),
+                                   ledger.due_lots_clause(bindparam("now", type_=UTCDateTime))).exists()
+    return (
+        select(member.c.status, member.c.available, member.c.pending, member.c.lifetime_earned,
+               member.c.purchase_count, member.c.earn_multiplier, member.c.birth_date,
+               member.c.birthday_bonus_year, member.c.referred_by,
+               program.c.currency, program.c.points_per_unit, program.c.expiry_days, program.c.pending_days,
+               program.c.excluded_categories, program.c.rules_version, due.label("due"),
+               next_id(_table(LedgerEntry), "entry_id", dialect).label("entry_id"),
+               next_id(_table(Lot), "lot_id", dialect).label("lot_id"))
+        .select_from(member.join(program, program.c.id == 1))
+        .where(member.c.member_id == bindparam("member_id"))
+        .with_for_update(of=member)
+    )
+
+
+_PURCHASE_CONTEXT = {dialect: _purchase_context_query(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> Row[*tuple[Any, ...]]:
+    """The member row locked, the program, whether one of the member's lots is due, and the ids the
+    purchase's ledger entry and lot will take, in one statement. Raises what a purchase that cannot be
+    recorded gets (another currency, no such member)."""
+    connection = await session.connection()
+    query = _PURCHASE_CONTEXT[connection.dialect.name]
+    params = {"member_id": body.member_id, "now": utcnow()}
+    row = (await connection.execute(query, params)).first()
+    if row is None or row.currency != body.currency:
+        # No such member, another currency, or a new database without its program row yet: the checks in
+        # the order a purchase meets them, then (the program now exists) the read again.
+        currency = (await get_program(session)).currency
+        if body.currency != currency:
+            raise CurrencyMismatch(f"The program runs in {currency}; this purchase is in {body.currency}.")
+        await get_member(session, body.member_id)
+        row = (await connection.execute(query, params)).one()
+    return row
+
+
+def _purchase_writes(with_lot: bool) -> WritesTogether:
+    """Every row a purchase writes, as one statement on PostgreSQL; ``_credit_purchase`` gives the values."""
+    p = WritesTogether.value
+    member, entry, purchase, lot = _table(Member), _table(LedgerEntry), _table(Purchase), _table(Lot)
+    statements: list[Insert | Update] = [
+        update(member).where(member.c.member_id == p("member_id")).values(
+            available=p("available"), pending=p("pending"), lifetime_earned=p("lifetime_earned"),
+            purchase_count=p("purchase_count"), birthday_bonus_year=p("birthday_bonus_year")),
+        insert(entry).values(
+            entry_id=p("entry_id"), member_id=p("member_id"), kind="earn", points=p("points"),
+            balance_after=p("balance_after"), occurred_at=p("now"), purchase_id=p("purchase_id"),
+            rule_ids=p("rule_ids")),
+        insert(purchase).values(
+            purchase_id=p("purchase_id"), member_id=p("member_id"), store_id=p("store_id"), channel=p("channel"),
+            occurred_at=p("occurred_at"), currency=p("currency"), total=p("total"), refunded_amount=Decimal(0),
+            points_earned=p("points"), bonus_points=p("bonus_points"), points_reversed=0, lot_id=p("lot_id"),
+            recorded_at=p("now"), lines=p("lines")),
+        *OUTBOX.prepared_inserts(2),
+        IDEMPOTENCY.prepared_completion(),
+    ]
+    if with_lot:
+        statements.append(insert(lot).values(
+            lot_id=p("lot_id"), member_id=p("member_id"), entry_id=p("entry_id"), points=p("points"),
+            remaining=p("remaining"), earned_at=p("now"), expires_at=p("expires_at"),
+            available_at=p("available_at"), pending=p("lot_pending")))
+    return WritesTogether(*statements)
+
+
+_PURCHASE_WRITES = {True: _purchase_writes(with_lot=True), False: _purchase_writes(with_lot=False)}
+
+
+async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Row[*tuple[Any, ...]],
+                           earning: domain.Earning) -> dict[str, Any]:
+    """Every row of a purchase, written at once: member figures, ledger entry, lot, purchase, events and the
+    answer to replay. The figures move as ``ledger.credit`` moves them; the member row is locked."""
+    now = utcnow()
+    points = earning.points
+    occurred = body.occurred_at.astimezone(UTC)
+    available_at = occurred + timedelta(days=member.pending_days) if member.pending_days else None
+    pending = available_at is not None and available_at > now
+    available, pending_points = member.available, member.pending
+    if pending:
+        pending_points += points
+        remaining = points
+    else:
+        remaining = ledger.lot_remaining(points, available)
+        available += points
+    with_lot = points > 0
+    status = "pending" if pending and with_lot else "credited"
+    answer = schemas.PurchaseResult(
+        purchase_id=body.purchase_id, member_id=body.member_id, points_earned=points,
+        status=status, breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earning.breakdown],
+        balance=schemas.BalanceShort(available=available, pending=pending_points),
+    ).model_dump(mode="json")
+    values = {
+        "member_id": body.member_id, "purchase_id": body.purchase_id, "now": now, "points": points,
+        "available": available, "pending": pending_points, "lifetime_earned": member.lifetime_earned + points,
+        "purchase_count": member.purchase_count + 1,
+        "birthday_bonus_year": body.occurred_at.year if earning.birthday_bonus else member.birthday_bonus_year,
+        "entry_id": member.entry_id, "balance_after": available + pending_points,
+        "rule_ids": earning.rule_ids or None,
+        "store_id": body.store_id, "channel": body.channel, "occurred_at": body.occurred_at,
+        "currency": body.currency, "total": body.total, "bonus_points": earning.bonus_points,
+        "lot_id": member.lot_id if with_lot else None,
+        "lines": [line.model_dump(mode="json") for line in body.lines] if body.lines else None,
+        "remaining": remaining, "expires_at": ledger.expiry_for(occurred, member.expiry_days),
+        "available_at": available_at or now, "lot_pending": pending,
+        **OUTBOX.bind(
+            session,
+            events.PurchaseRecorded(
+                member_id=body.member_id, purchase_id=body.purchase_id, store_id=body.store_id,
+                channel=body.channel, occurred_at=body.occurred_at, currency=body.currency, total=body.total,
+                points_earned=points,
+            ),
+            events.PointsEarned(
+                member_id=body.member_id, purchase_id=body.purchase_id, points=points, status=status,
+                balance=events.BalanceSnapshot(available=available, pending=pending_points),
+                occurred_at=body.occurred_at,
+            ),
+        ),
+        **IDEMPOTENCY.completion_params("purchase", body.purchase_id, 201, answer),
+    }
+    await _PURCHASE_WRITES[with_lot].execute(session, values)
+    return answer
+
+
+async def _referral_bonus(session: AsyncSession, member_id: str, referred_by: str, expiry_days: int,
                           bonuses: list[domain.BonusRule], purchase_id: str) -> None:
     """The referrer earns the referral bonuses when the member they brought makes a first purchase."""
     now = utcnow()
     due = [b for b in sorted(bonuses, key=lambda b: b.rule_id) if b.trigger == "referral" and b.window.contains(now)]
-    if not due or member.referred_by is None or member.referred_by == member.member_id:
+    if not due or referred_by == member_id:
         return
-    referrer = await session.get(Member, member.referred_by, with_for_update=True)
+    referrer = await session.get(Member, referred_by, with_for_update=True)
     if referrer is None or referrer.status != "active":
         return
     await _settle(session, referrer)
     for bonus in due:
-        await _bonus(session, referrer, program, bonus, purchase_id=purchase_id)
+        await _bonus(session, referrer, expiry_days, bonus, purchase_id=purchase_id)
 
 
 async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.RefundIn

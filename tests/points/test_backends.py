@@ -1,0 +1,80 @@
+"""A purchase is written in one statement on PostgreSQL and statement by statement on SQLite (the zero-setup
+default), with the ids of the new rows read before the writes on both: the same requests must give the same
+answers, balances and ledgers on each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.migrations import upgrade
+from tests.support import service_client
+
+PURCHASE = {"occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "currency": "USD"}
+
+
+# Moments differ between two runs; entry ids are opaque and PostgreSQL's may skip numbers (a sequence
+# value taken by a purchase that was then refused is not given back).
+UNCOMPARED = {"as_of", "occurred_at", "enrolled_at", "updated_at", "entry_id"}
+
+
+def comparable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in UNCOMPARED}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+async def scenario(client: httpx.AsyncClient) -> list[Any]:
+    answers: list[Any] = []
+
+    async def call(method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        response = await client.request(method, path, json=body)
+        answers.append((method, path, response.status_code, comparable(response.json())))
+
+    for member in ("A", "B"):
+        await call("PUT", f"/v1/members/{member}", {"name": member})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p1", "member_id": "A", "total": "20.00",
+                                         "lines": [{"sku": "x", "category": "g", "quantity": 2,
+                                                    "unit_price": "10.00"}]})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p2", "member_id": "A", "total": "0.50"})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p3", "member_id": "B", "total": "5.00"})
+    # the same request again (a replay), the same id with another body, unknown member, other currency
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p3", "member_id": "B", "total": "5.00"})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p3", "member_id": "B", "total": "6.00"})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p4", "member_id": "Z", "total": "6.00"})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p5", "member_id": "B", "total": "6.00",
+                                         "currency": "EUR"})
+    # a return window: the next purchase's points stay pending
+    await call("PUT", "/v1/program", {"currency": "USD", "points_per_unit": "1", "expiry_days": 365,
+                                      "pending_days": 30, "excluded_categories": []})
+    await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p6", "member_id": "B", "total": "7.00"})
+    for member in ("A", "B", "Z"):
+        await call("GET", f"/v1/members/{member}/balance")
+        await call("GET", f"/v1/members/{member}/ledger")
+    return answers
+
+
+async def test_purchases_answer_alike_on_postgresql_and_sqlite(
+    empty_db: Callable[[str], Awaitable[str]], tmp_path: Path
+) -> None:
+    await empty_db("points")
+    async with service_client("points") as (_, client):
+        on_postgresql = await scenario(client)
+
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'points.db'}"
+    await asyncio.to_thread(upgrade, "points", sqlite_url)
+    async with service_client("points", database_url=sqlite_url) as (_, client):
+        on_sqlite = await scenario(client)
+
+    assert on_sqlite == on_postgresql
+    statuses = [status for _, _, status, _ in on_postgresql]
+    assert statuses[:9] == [201, 201, 201, 201, 201, 200, 409, 404, 422]
+    balance_b = next(body for method, path, _, body in on_postgresql if path == "/v1/members/B/balance")
+    assert (balance_b["available"], balance_b["pending"]) == (5, 7)
