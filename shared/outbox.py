@@ -198,8 +198,9 @@ class OutboxRelay:
         if not await self._is_leader():
             return 0
         t = self.table
-        async with self.db.read() as session:
-            rows = (await session.execute(
+        # Both statements stand alone (no BEGIN/COMMIT around them): the relay wakes after every commit.
+        async with self.db.snapshot() as connection:
+            rows = (await connection.execute(
                 select(t.c.id, t.c.topic, t.c.key, t.c.payload)
                 .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
             )).all()
@@ -214,8 +215,8 @@ class OutboxRelay:
         ]
         await asyncio.gather(*futures)
         self.kafka_ok = True
-        async with self.db.transaction() as session:
-            await session.execute(
+        async with self.db.snapshot() as connection:
+            await connection.execute(
                 update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=utcnow())
             )
         self.published += len(rows)
