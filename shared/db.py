@@ -8,7 +8,7 @@ is written once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -149,6 +149,17 @@ def insert_ignoring_conflicts(table: Table, dialect_name: str) -> Any:
     if dialect_name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def upsert(table: Table, dialect_name: str, keys: Sequence[str], *, add: Sequence[str] = ()) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE``: a row that exists takes the new values, except the
+    columns in ``add``, to which the new values are added. For writing many rows in one statement."""
+    statement = (postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table))
+    new = statement.excluded
+    return statement.on_conflict_do_update(index_elements=list(keys), set_={
+        column.name: table.c[column.name] + new[column.name] if column.name in add else new[column.name]
+        for column in table.columns if column.name not in keys
+    })
 
 
 def next_id(table: Table, column_name: str, dialect_name: str) -> ColumnElement[int]:

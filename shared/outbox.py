@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_LOCK_ID = 0x10_7A_17  # one id per database; each service has its own database
 KEEP_PUBLISHED = timedelta(days=1)
+LEADER_CHECK_SECONDS = 1.0
 DIRTY = "outbox_dirty"
 TO_COUNT = "outbox_to_count"
 
@@ -150,6 +152,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._leader_conn: AsyncConnection | None = None
+        self._leader_checked_at = 0.0
         self._last_purge = 0.0
         db.after_commit(self.wake_if_dirty)
 
@@ -283,13 +286,18 @@ class OutboxRelay:
         if self.db.dialect != "postgresql":
             return True  # SQLite: one process owns the file
         if self._leader_conn is not None:
-            await self._leader_conn.exec_driver_sql("SELECT 1")  # raises if the lock's connection died
-            await self._leader_conn.commit()
+            # The lock lives as long as its connection: see that it is still there, at most once a second
+            # (the relay wakes after every commit). Another instance that took over meanwhile publishes
+            # the same rows in the same order, so consumers see duplicates, never a newer event first.
+            if time.monotonic() - self._leader_checked_at > LEADER_CHECK_SECONDS:
+                await self._leader_conn.exec_driver_sql("SELECT 1")  # raises if the lock's connection died
+                self._leader_checked_at = time.monotonic()
             return True
         conn = await self.db.engine.connect()
         try:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # the lock is the session's
             got = (await conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({OUTBOX_LOCK_ID})")).scalar()
-            await conn.commit()
+            self._leader_checked_at = time.monotonic()
         except BaseException:
             await conn.close()
             raise

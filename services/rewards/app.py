@@ -29,6 +29,7 @@ SPEC = ServiceSpec(
     routers=[router],
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
+    batch_handlers=consumers.BATCH_HANDLERS,
     # Asks points again for pending redemptions whose answer is overdue (REWARDS_REDEMPTION_RETRY_SECONDS).
     jobs=[(jobs.REASK_EVERY_SECONDS, jobs.reask_redemptions)],
     openapi_tags=[

@@ -1,18 +1,27 @@
 """Use cases of the rewards service, one transaction each (the caller commits; these only flush).
 
-Every use case that moves stock locks the reward row first; the settlement and cancellation of a redemption
-lock the redemption row, then the reward's. A redemption request locks only the reward, so the two orders
-never wait on each other in a cycle. Asking again for overdue redemptions locks only redemption rows and skips
-those already locked, so it never waits at all.
+Locks, and why they never wait on each other in a cycle:
+
+- A redemption request reads the reward's terms under a KEY SHARE lock, which other requests share and which
+  only ``put_reward`` (FOR UPDATE) waits for; a per-member limit then locks the member's row; a limited stock
+  is taken by one conditional UPDATE of the reward, the request's last statement, so the reward's exclusive
+  lock is held only until the commit. Redemptions of one reward therefore run side by side.
+- Settling a redemption (points' answer) locks member rows (their balance) and then the pending redemption
+  rows; a rejection or a cancellation then gives units back to the reward by one conditional UPDATE.
+- Asking again for overdue redemptions locks only redemption rows and skips those already locked, so it never
+  waits at all.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal_column, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, case, delete, func, literal_column, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.rewards import domain, schemas
 from services.rewards.models import Base, Member, Redemption, Reward, Tier, Voucher, idempotency, outbox
@@ -38,10 +47,14 @@ SOURCE = "rewards"
 OUTBOX = Outbox(outbox, SOURCE)
 IDEMPOTENCY = IdempotencyKeys(idempotency)
 HOLDING = ("pending", "confirmed")  # redemptions that hold stock and count against a member's limit
-SETTLED = "settled_redemptions"  # session.info: redemptions this transaction moved out of pending
+SETTLED = "settled_redemptions"  # session.info: {redemption_id: the redemption} this transaction settled
+REQUESTED = "requested_redemptions"  # session.info: ids of the redemptions this transaction created, pending
 CODE_ATTEMPTS = 5
 VOUCHERS = Base.metadata.tables["voucher"]
 MEMBERS = Base.metadata.tables["member"]
+REWARDS = Base.metadata.tables["reward"]
+REDEMPTIONS = Base.metadata.tables["redemption"]
+TERMS = ("points_cost", "active", "valid_from", "valid_until", "min_tier", "stock_left", "per_member_limit")
 
 REFUSALS: dict[domain.Refusal, type[LoyaltyError]] = {
     "reward-unavailable": RewardUnavailable,
@@ -152,39 +165,137 @@ async def get_redemption(session: AsyncSession, redemption_id: str, *, for_updat
     return redemption
 
 
+async def read_redemption(conn: AsyncConnection, redemption_id: str) -> schemas.Redemption:
+    """One statement, no ORM: what a waiting ``GET`` reads (``Settlements``)."""
+    row = (await conn.execute(select(REDEMPTIONS).where(REDEMPTIONS.c.redemption_id == redemption_id))).first()
+    if row is None:
+        raise NotFound(f"No redemption '{redemption_id}'.")
+    return schemas.Redemption.model_validate(row._asdict())
+
+
+async def settled_among(conn: AsyncConnection, redemption_ids: list[str]) -> list[schemas.Redemption]:
+    """Those of ``redemption_ids`` no longer pending, in one statement for all the requests that wait."""
+    rows = (await conn.execute(
+        select(REDEMPTIONS).where(REDEMPTIONS.c.redemption_id.in_(redemption_ids), REDEMPTIONS.c.status != "pending")
+    )).all()
+    return [schemas.Redemption.model_validate(row._asdict()) for row in rows]
+
+
 async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn) -> tuple[dict[str, Any], bool]:
     """Check eligibility, reserve the stock and ask points for the points (``redemption.requested``); returns
-    (answer, created). A refusal raises, so the caller's rollback leaves the id free for another try."""
-    replay = await IDEMPOTENCY.claim(session, "redemption", body.redemption_id, request_hash(body))
+    (answer, created). A refusal raises, so the caller's rollback leaves the id free for another try.
+
+    Redemptions of one reward run side by side: the reward's row is only share-locked while its terms are
+    read, and a limited stock is taken by the last statement, so the row's exclusive lock lasts until the
+    commit and no longer."""
+    reward = await _reward_terms(session, body.reward_id)
+    if reward is None:
+        return await _request_for_unknown_reward(session, body)
+    now = utcnow()
+    answer = _pending_answer(body, reward.points_cost * body.quantity, now)
+    replay = await _claim(session, body, answer, now)
     if replay is not None:
         return replay, False
-    reward = await get_reward(session, body.reward_id, for_update=True)
-    held = await _held(session, reward.reward_id, body.member_id) if reward.per_member_limit is not None else 0
-    refused = domain.refusal(_terms(reward), await _standing(session, body.member_id), await _ladder(session),
-                             quantity=body.quantity, held=held, now=utcnow())
+    standing, ladder, held = await _member_facts(session, body, reward)
+    refused = domain.refusal(reward, standing, ladder, quantity=body.quantity, held=held, now=now)
     if refused is not None:
-        raise REFUSALS[refused](_refusal_detail(refused, reward, body.quantity, held))
-    if reward.stock_left is not None:
-        reward.stock_left -= body.quantity
-    now = utcnow()
-    redemption = Redemption(
-        redemption_id=body.redemption_id, member_id=body.member_id, reward_id=reward.reward_id,
-        quantity=body.quantity, points_cost=reward.points_cost * body.quantity, status="pending",
-        created_at=now, updated_at=now, last_requested_at=now, asks=1,
-    )
-    session.add(redemption)
-    await session.flush()
+        raise REFUSALS[refused](_refusal_detail(refused, body.reward_id, reward, body.quantity, held))
+    await session.execute(REDEMPTIONS.insert().values(**_row_of(answer, now), last_requested_at=now, asks=1))
     await OUTBOX.add(session, events.RedemptionRequested(
-        member_id=redemption.member_id, redemption_id=redemption.redemption_id, reward_id=redemption.reward_id,
-        quantity=redemption.quantity, points_cost=redemption.points_cost,
+        member_id=body.member_id, redemption_id=body.redemption_id, reward_id=body.reward_id,
+        quantity=body.quantity, points_cost=answer["points_cost"],
     ))
-    answer = redemption_out(redemption).model_dump(mode="json")
-    await IDEMPOTENCY.complete(session, "redemption", body.redemption_id, 202, answer)
+    if reward.stock_left is not None:
+        await _take_stock(session, body.reward_id, body.quantity)
+    session.info.setdefault(REQUESTED, []).append(body.redemption_id)
     return answer, True
 
 
-def _refusal_detail(refused: domain.Refusal, reward: Reward, quantity: int, held: int) -> str:
-    name = f"Reward '{reward.reward_id}'"
+async def _reward_terms(session: AsyncSession, reward_id: str) -> domain.RewardTerms | None:
+    """The reward's terms under a KEY SHARE lock: other redemptions take it too, but ``put_reward`` (FOR
+    UPDATE) waits for this transaction, so the terms cannot change before it commits and an operator's new
+    ``stock`` counts the units this request holds."""
+    row = (await session.execute(
+        select(*(REWARDS.c[name] for name in TERMS)).where(REWARDS.c.reward_id == reward_id)
+        .with_for_update(read=True, key_share=True)
+    )).first()
+    return None if row is None else domain.RewardTerms(**row._asdict())
+
+
+async def _request_for_unknown_reward(session: AsyncSession, body: schemas.RedemptionIn
+                                      ) -> tuple[dict[str, Any], bool]:
+    """A retry still replays (or conflicts) when its reward is gone: the id is checked before the 404."""
+    replay = await IDEMPOTENCY.claim(session, "redemption", body.redemption_id, request_hash(body))
+    if replay is not None:
+        return replay, False
+    raise RewardNotFound(f"No reward '{body.reward_id}'.")
+
+
+def _pending_answer(body: schemas.RedemptionIn, points_cost: int, now: datetime) -> dict[str, Any]:
+    return schemas.Redemption(
+        redemption_id=body.redemption_id, member_id=body.member_id, reward_id=body.reward_id,
+        quantity=body.quantity, points_cost=points_cost, status="pending", created_at=now, updated_at=now,
+    ).model_dump(mode="json")
+
+
+def _row_of(answer: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The redemption's columns from its answer (the datetimes as the objects, not their JSON text)."""
+    return {**answer, "created_at": now, "updated_at": now}
+
+
+async def _claim(session: AsyncSession, body: schemas.RedemptionIn, answer: dict[str, Any], now: datetime
+                 ) -> dict[str, Any] | None:
+    """Claims the id with its answer in one statement (no second write to complete the key); None when this
+    request is the first with the id, else the first answer to replay. A concurrent first request is waited
+    for: PostgreSQL's ON CONFLICT waits for its commit or rollback."""
+    body_hash = request_hash(body)
+    claimed = (await session.execute(
+        insert_ignoring_conflicts(idempotency, session.get_bind().dialect.name).values(
+            operation="redemption", key=body.redemption_id, request_hash=body_hash, status_code=202,
+            response=json.dumps(answer, separators=(",", ":")), created_at=now,
+        ).returning(idempotency.c.key)
+    )).first()
+    if claimed is not None:
+        return None
+    replay = await IDEMPOTENCY.claim(session, "redemption", body.redemption_id, body_hash)
+    if replay is None:  # the key went away in between: this request owns the id after all
+        await IDEMPOTENCY.complete(session, "redemption", body.redemption_id, 202, answer)
+    return replay
+
+
+async def _member_facts(session: AsyncSession, body: schemas.RedemptionIn, reward: domain.RewardTerms
+                        ) -> tuple[domain.MemberStanding, dict[str, int], int]:
+    """(standing, ladder, units held): only what the reward's terms need. A per-member limit locks the
+    member's row first, so two requests of one member cannot both count the units before either commits."""
+    held = 0
+    standing = domain.MemberStanding()
+    if reward.per_member_limit is not None:
+        member = await _member(session, body.member_id)
+        standing = domain.MemberStanding(tier_id=member.tier_id, tier_rank=member.tier_rank,
+                                         available=member.available)
+        held = await _held(session, body.reward_id, body.member_id)
+    elif reward.min_tier is not None:
+        standing = await _standing(session, body.member_id)
+    ladder = await _ladder(session) if reward.min_tier is not None else {}
+    return standing, ladder, held
+
+
+async def _take_stock(session: AsyncSession, reward_id: str, quantity: int) -> None:
+    """Takes units only if that many are left, in one statement: concurrent requests queue on the row for
+    this statement's time, and the one that finds too few left is refused (its transaction rolls back)."""
+    taken = await session.execute(
+        update(REWARDS).where(REWARDS.c.reward_id == reward_id, REWARDS.c.stock_left >= quantity)
+        .values(stock_left=REWARDS.c.stock_left - quantity)
+    )
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    left = (await session.execute(select(REWARDS.c.stock_left).where(REWARDS.c.reward_id == reward_id))).scalar()
+    raise OutOfStock(f"Reward '{reward_id}' has {left} left; {quantity} asked.")
+
+
+def _refusal_detail(refused: domain.Refusal, reward_id: str, reward: domain.RewardTerms, quantity: int,
+                    held: int) -> str:
+    name = f"Reward '{reward_id}'"
     if refused == "reward-unavailable":
         return f"{name} is not active or outside its validity period."
     if refused == "tier-too-low":
@@ -194,15 +305,23 @@ def _refusal_detail(refused: domain.Refusal, reward: Reward, quantity: int, held
     return f"{name} allows {reward.per_member_limit} per member; the member holds {held}, {quantity} asked."
 
 
-def _event(redemption: Redemption, cls: type[events.RedemptionEvent], **fields: Any) -> events.RedemptionEvent:
+def _event(redemption: Redemption | schemas.Redemption, cls: type[events.RedemptionEvent], **fields: Any
+           ) -> events.RedemptionEvent:
     return cls(member_id=redemption.member_id, redemption_id=redemption.redemption_id,
                reward_id=redemption.reward_id, quantity=redemption.quantity, points_cost=redemption.points_cost,
                **fields)
 
 
-async def _give_back_stock(session: AsyncSession, redemption: Redemption) -> None:
-    reward = await get_reward(session, redemption.reward_id, for_update=True)
-    reward.stock_left = domain.restock(reward.stock, reward.stock_left, redemption.quantity)
+async def _give_back_stock(session: AsyncSession, units: dict[str, int]) -> None:
+    """Units come back to limited rewards (``domain.restock``, in one statement per reward, in reward order
+    so that two transactions lock rewards in the same order). An unlimited reward's row is not locked."""
+    left = REWARDS.c.stock_left
+    for reward_id in sorted(units):
+        back = left + units[reward_id]
+        await session.execute(
+            update(REWARDS).where(REWARDS.c.reward_id == reward_id, left.is_not(None), REWARDS.c.stock.is_not(None))
+            .values(stock_left=case((back > REWARDS.c.stock, REWARDS.c.stock), else_=back))
+        )
 
 
 async def member_redemptions_page(session: AsyncSession, member_id: str, limit: int, cursor: str | None
@@ -250,8 +369,8 @@ async def cancel_redemption(session: AsyncSession, redemption_id: str) -> Redemp
     voucher.status = "cancelled"
     redemption.status = "cancelled"
     redemption.updated_at = utcnow()
-    await _give_back_stock(session, redemption)
     await session.flush()
+    await _give_back_stock(session, {redemption.reward_id: redemption.quantity})
     await OUTBOX.add(session, _event(redemption, events.RedemptionCancelled))
     return redemption
 
@@ -316,55 +435,110 @@ async def use_voucher(session: AsyncSession, typed_code: str, store_id: str | No
 
 
 # --- events from points, tiers and members ---------------------------------------------------------
-
-
-async def _pending(session: AsyncSession, redemption_id: str) -> Redemption | None:
-    """The redemption if it still waits for points' answer; a duplicate or late answer finds None."""
-    redemption = await session.get(Redemption, redemption_id, with_for_update=True)
-    return redemption if redemption is not None and redemption.status == "pending" else None
+#
+# The settlements take a batch of points' answers (the consumer's batch handlers; one event is a batch of
+# one): a few statements for the whole batch, each redemption settled by a conditional UPDATE that only
+# a pending redemption passes, so a duplicate or late answer changes nothing.
 
 
 async def confirm_redemption(session: AsyncSession, data: events.PointsSpent) -> None:
-    """Points were taken: the redemption is confirmed with a new voucher."""
-    await record_balance(session, data.member_id, data.balance.available)
-    redemption = await _pending(session, data.redemption_id)
-    if redemption is None:
+    await confirm_redemptions(session, [data])
+
+
+async def confirm_redemptions(session: AsyncSession, batch: Sequence[events.PointsSpent]) -> None:
+    """Points were taken: each redemption still pending is confirmed with a new voucher."""
+    await _record_balances(session, [(data.member_id, data.balance.available) for data in batch])
+    codes = {data.redemption_id: domain.new_voucher_code() for data in batch}
+    confirmed = await _settle(session, list(codes), status="confirmed",
+                              voucher_code=case(codes, value=REDEMPTIONS.c.redemption_id))
+    if not confirmed:
         return
-    redemption.voucher_code = await _issue_voucher(session, redemption)
-    redemption.status = "confirmed"
-    redemption.updated_at = utcnow()
-    await session.flush()
-    await OUTBOX.add(session, _event(redemption, events.RedemptionConfirmed))
-    session.info.setdefault(SETTLED, set()).add(redemption.redemption_id)
-
-
-async def _issue_voucher(session: AsyncSession, redemption: Redemption) -> str:
-    dialect = session.get_bind().dialect.name
-    for _ in range(CODE_ATTEMPTS):  # a collision is a 1 in 2**75 event per pair; another code settles it
-        code = domain.new_voucher_code()
-        inserted = (await session.execute(
-            insert_ignoring_conflicts(VOUCHERS, dialect).values(
-                code=code, redemption_id=redemption.redemption_id, reward_id=redemption.reward_id,
-                member_id=redemption.member_id, status="active", created_at=utcnow(),
-            ).returning(VOUCHERS.c.code)
-        )).first()
-        if inserted is not None:
-            return code
-    raise RuntimeError(f"no free voucher code after {CODE_ATTEMPTS} attempts")
+    await _issue_vouchers(session, confirmed)
+    await OUTBOX.add(session, *[_event(redemption, events.RedemptionConfirmed) for redemption in confirmed])
+    _mark_settled(session, confirmed)
 
 
 async def reject_redemption(session: AsyncSession, data: events.PointsSpendDeclined) -> None:
-    """Points declined: the redemption is rejected with points' reason and its stock is released."""
-    redemption = await _pending(session, data.redemption_id)
-    if redemption is None:
+    await reject_redemptions(session, [data])
+
+
+async def reject_redemptions(session: AsyncSession, batch: Sequence[events.PointsSpendDeclined]) -> None:
+    """Points declined: each redemption still pending is rejected with points' reason and its stock released."""
+    reasons: dict[str, str] = {}
+    for data in batch:
+        reasons.setdefault(data.redemption_id, data.reason)  # the first answer settles it, as one by one
+    rejected = await _settle(session, list(reasons), status="rejected",
+                             reason=case(reasons, value=REDEMPTIONS.c.redemption_id))
+    if not rejected:
         return
-    redemption.status = "rejected"
-    redemption.reason = data.reason
-    redemption.updated_at = utcnow()
-    await _give_back_stock(session, redemption)
-    await session.flush()
-    await OUTBOX.add(session, _event(redemption, events.RedemptionRejected, reason=data.reason))
-    session.info.setdefault(SETTLED, set()).add(redemption.redemption_id)
+    units: dict[str, int] = {}
+    for redemption in rejected:
+        units[redemption.reward_id] = units.get(redemption.reward_id, 0) + redemption.quantity
+    await _give_back_stock(session, units)
+    await OUTBOX.add(session, *[_event(r, events.RedemptionRejected, reason=r.reason) for r in rejected])
+    _mark_settled(session, rejected)
+
+
+async def _settle(session: AsyncSession, redemption_ids: list[str], **values: Any) -> list[schemas.Redemption]:
+    """Moves the pending ones among ``redemption_ids`` out of pending in one statement (which locks them);
+    returns them as settled, in the order of ``redemption_ids`` (the order their answers came in)."""
+    rows = (await session.execute(
+        update(REDEMPTIONS)
+        .where(REDEMPTIONS.c.redemption_id.in_(redemption_ids), REDEMPTIONS.c.status == "pending")
+        .values(updated_at=utcnow(), **values)
+        .returning(*REDEMPTIONS.c)
+    )).all()
+    order = {redemption_id: index for index, redemption_id in enumerate(redemption_ids)}
+    settled = [schemas.Redemption.model_validate(row._asdict()) for row in rows]
+    return sorted(settled, key=lambda redemption: order[redemption.redemption_id])
+
+
+async def _issue_vouchers(session: AsyncSession, confirmed: list[schemas.Redemption]) -> None:
+    """The vouchers of the codes ``_settle`` gave the redemptions; a code already taken is drawn again (a 1
+    in 2**75 event per pair) and its redemption updated, until every voucher is in."""
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    waiting = {redemption.redemption_id: redemption for redemption in confirmed}
+    for _ in range(CODE_ATTEMPTS):
+        inserted = set((await session.execute(
+            insert_ignoring_conflicts(VOUCHERS, dialect).returning(VOUCHERS.c.redemption_id),
+            [{"code": r.voucher_code, "redemption_id": r.redemption_id, "reward_id": r.reward_id,
+              "member_id": r.member_id, "status": "active", "created_at": now} for r in waiting.values()],
+        )).scalars())
+        waiting = {key: r for key, r in waiting.items() if key not in inserted}
+        if not waiting:
+            return
+        for redemption in waiting.values():
+            redemption.voucher_code = domain.new_voucher_code()
+            await session.execute(update(REDEMPTIONS).where(REDEMPTIONS.c.redemption_id == redemption.redemption_id)
+                                  .values(voucher_code=redemption.voucher_code))
+    raise RuntimeError(f"no free voucher code after {CODE_ATTEMPTS} attempts")
+
+
+def _mark_settled(session: AsyncSession, settled: list[schemas.Redemption]) -> None:
+    """For ``Settlements``: the requests waiting on these get them once the transaction commits."""
+    session.info.setdefault(SETTLED, {}).update({redemption.redemption_id: redemption for redemption in settled})
+
+
+async def _record_balances(session: AsyncSession, balances: Sequence[tuple[str, int]]) -> None:
+    """The balances points.* events carried, one upsert for all (events of one member arrive in order: the
+    last one is current). Rows in member order, so concurrent upserts lock them in the same order. Executed
+    with many rows, so the statement is compiled once whatever the batch's size."""
+    if not balances:
+        return
+    now = utcnow()
+    latest = dict(balances)
+    insert = _dialect_insert(session)(MEMBERS)
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=[MEMBERS.c.member_id],
+        set_={"available": insert.excluded.available, "updated_at": insert.excluded.updated_at},
+    ), [{"member_id": member_id, "tier_rank": 0, "available": latest[member_id], "updated_at": now}
+        for member_id in sorted(latest)])
+
+
+def _dialect_insert(session: AsyncSession) -> Any:
+    """The INSERT construct with ON CONFLICT of the dialect in use."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 async def _member(session: AsyncSession, member_id: str) -> Member:
@@ -379,15 +553,12 @@ async def _member(session: AsyncSession, member_id: str) -> Member:
 
 
 async def record_points_event(session: AsyncSession, data: events.PointsEvent) -> None:
+    await record_points_events(session, [data])
+
+
+async def record_points_events(session: AsyncSession, batch: Sequence[events.PointsEvent]) -> None:
     """Any points.* event with a balance: keep the member's available points for the catalog's checks."""
-    await record_balance(session, data.member_id, data.balance.available)
-
-
-async def record_balance(session: AsyncSession, member_id: str, available: int) -> None:
-    """The balance a points.* event carried (events of one member arrive in order: the last one is current)."""
-    member = await _member(session, member_id)
-    member.available = available
-    member.updated_at = utcnow()
+    await _record_balances(session, [(data.member_id, data.balance.available) for data in batch])
 
 
 async def record_member(session: AsyncSession, data: events.MemberEnrolled) -> None:
