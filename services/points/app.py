@@ -18,6 +18,7 @@ SPEC = ServiceSpec(
     routers=[router],
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
+    batch_handlers=consumers.BATCH_HANDLERS,
     jobs=[(60.0, jobs.expire_points)],
     openapi_tags=[
         {"name": "members", "description": "Enrolment, profiles and balances"},

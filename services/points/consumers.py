@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.points import service
 from shared import events
-from shared.consumer import Handler, handle
+from shared.consumer import BatchHandler, Handler, handle, handle_many
 from shared.events import Topic
 
 TOPICS = [Topic.TIERS, Topic.REDEMPTIONS]
@@ -14,3 +14,6 @@ HANDLERS: dict[str, Handler] = {
     **handle(service.pay_redemption, events.RedemptionRequested),
     **handle(service.refund_redemption, events.RedemptionCancelled),
 }
+
+# Redemptions asked for side by side (or a backlog of them) are paid a consumer batch at a time.
+BATCH_HANDLERS: dict[str, BatchHandler] = handle_many(service.pay_redemptions, events.RedemptionRequested)

@@ -595,30 +595,48 @@ async def apply_tier_change(session: AsyncSession, data: events.TierChanged) -> 
 
 async def pay_redemption(session: AsyncSession, data: events.RedemptionRequested) -> None:
     """Debit a redemption's points or decline it. Asked again, answer the same way without paying twice."""
-    seen = await session.get(RedemptionDebit, data.redemption_id)
-    if seen is not None:
-        member = await session.get(Member, seen.member_id)
-        await OUTBOX.add(session, _redemption_answer(seen, member), repeated=True)
-        return
-    member = await session.get(Member, data.member_id, with_for_update=True)
-    reason = None
-    if member is None:
-        reason = "member-not-found"
-    else:
-        await _settle(session, member)
-        if member.status != "active":
+    await pay_redemptions(session, [data])
+
+
+async def pay_redemptions(session: AsyncSession, batch: Sequence[events.RedemptionRequested]) -> None:
+    """``pay_redemption`` for a consumer batch, each request decided in order as if alone: what was decided
+    before and the members (locked, in id order) are read once for the batch, and only members with a due
+    lot are settled first, as every use case that moves points does."""
+    now = utcnow()
+    ids = list(dict.fromkeys(data.redemption_id for data in batch))
+    decided = {debit.redemption_id: debit for debit in (await session.execute(
+        select(RedemptionDebit).where(RedemptionDebit.redemption_id.in_(ids)))).scalars()}
+    member_ids = sorted({data.member_id for data in batch} | {debit.member_id for debit in decided.values()})
+    members = {member.member_id: member for member in (await session.execute(
+        select(Member).where(Member.member_id.in_(member_ids)).order_by(Member.member_id).with_for_update()
+    )).scalars()}
+    due = set((await session.execute(
+        select(Lot.member_id).where(Lot.member_id.in_(list(members)), ledger.due_lots_clause(now)).distinct()
+    )).scalars())
+    for member_id in sorted(due):
+        await _settle(session, members[member_id])
+    for data in batch:
+        seen = decided.get(data.redemption_id)
+        if seen is not None:
+            await OUTBOX.add(session, _redemption_answer(seen, members.get(seen.member_id)), repeated=True)
+            continue
+        member = members.get(data.member_id)
+        reason = None
+        if member is None:
+            reason = "member-not-found"
+        elif member.status != "active":
             reason = "member-inactive"
         elif member.available < data.points_cost:
             reason = "insufficient-points"
-    debit = RedemptionDebit(
-        redemption_id=data.redemption_id, member_id=data.member_id, points=data.points_cost,
-        outcome="declined" if reason else "spent", reason=reason, refunded=False, decided_at=utcnow(),
-    )
-    session.add(debit)
-    if member is not None and reason is None:
-        await ledger.debit(session, member, "spend", data.points_cost, redemption_id=data.redemption_id)
+        debit = decided[data.redemption_id] = RedemptionDebit(
+            redemption_id=data.redemption_id, member_id=data.member_id, points=data.points_cost,
+            outcome="declined" if reason else "spent", reason=reason, refunded=False, decided_at=utcnow(),
+        )
+        session.add(debit)
+        if member is not None and reason is None:
+            await ledger.debit(session, member, "spend", data.points_cost, redemption_id=data.redemption_id)
+        await OUTBOX.add(session, _redemption_answer(debit, member))
     await session.flush()
-    await OUTBOX.add(session, _redemption_answer(debit, member))
 
 
 async def refund_redemption(session: AsyncSession, data: events.RedemptionCancelled) -> None:
