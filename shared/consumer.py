@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ class EventConsumer:
     def __init__(
         self, db: Database, inbox: Table, *, service: str, bootstrap: str, topic_prefix: str,
         topics: list[Topic], handlers: dict[str, Handler], max_attempts: int = 5, batch_size: int = 500,
-        batch_handlers: dict[str, BatchHandler] | None = None,
+        batch_handlers: dict[str, BatchHandler] | None = None, backlog_batch_size: int = 2000,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -105,6 +106,7 @@ class EventConsumer:
         self.handlers = handlers
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+        self.backlog_batch_size = max(backlog_batch_size, batch_size)
         self.batch_handlers = batch_handlers or {}
         self.handled = 0
         self.duplicates = 0
@@ -150,8 +152,10 @@ class EventConsumer:
             backoff = min(backoff * 2, 10.0)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        size = self.batch_size
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            batches = await consumer.getmany(timeout_ms=500, max_records=size)
+            size = self._next_batch_size(sum(len(records) for records in batches.values()), size)
             if batches:
                 await self._handle_batch([record for records in batches.values() for record in records])
                 try:
@@ -160,6 +164,15 @@ class EventConsumer:
                     # The partitions moved to another instance; it will see these again and skip them.
                     log.info("%s consumer: commit after rebalance refused: %s", self.service, exc)
             await self._report_lag(consumer)
+
+    def _next_batch_size(self, got: int, asked: int) -> int:
+        """While a poll comes back full there is a backlog: a service with batch handlers then takes
+        ``backlog_batch_size`` records at a time, since a transaction of thousands of events costs little more
+        than one of hundreds. Caught up, it goes back to ``batch_size``, whose failures (handled again one
+        by one) and locks stay small."""
+        if self.batch_handlers and got >= asked:
+            return self.backlog_batch_size
+        return self.batch_size
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag per partition: the broker's high watermark (as of the last fetch) minus our position."""
@@ -172,12 +185,16 @@ class EventConsumer:
                 CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
     async def _handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """All the batch's events in one transaction (one commit, one inbox insert), in each partition's order.
+        """The records decoded and handled (``_handle_deliveries``), then one log line per event."""
+        self._log_all(await self._handle_deliveries(await self._decode_all(records)))
+
+    async def _handle_deliveries(self, deliveries: list[Delivery]) -> list[tuple[Delivery, str]]:
+        """All the batch's events in one transaction (one commit, one inbox insert), in each partition's order;
+        returns each event with its outcome, for the log.
 
         When the batch fails, nothing of it is kept and its events are handled one transaction each: an
         event that fails alone is retried and dead-lettered alone, and the others still take effect.
         """
-        deliveries = [delivery for record in records if (delivery := await self._decode(record)) is not None]
         waited = 0.0
         while deliveries:
             try:
@@ -195,27 +212,36 @@ class EventConsumer:
                              self.service, len(deliveries), exc)
                 for delivery in deliveries:
                     await self._apply(delivery)
-                return
-            for delivery, outcome in zip(deliveries, outcomes, strict=True):
-                self._count(delivery, outcome)
-            return
+                return []
+            return self._count_batch(deliveries, outcomes)
+        return []
 
-    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Delivery | None:
-        """The event with its typed payload and handler; None for a type this service does not need or for
-        an event it cannot read (that one goes to the dead letters at once: retrying cannot help)."""
+    async def _decode_all(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[Delivery]:
+        """The records this service handles, decoded; one it cannot read goes to the dead letters at once
+        (retrying cannot help)."""
+        deliveries = []
+        for record in records:
+            decoded = self._decode(record)
+            if isinstance(decoded, Delivery):
+                deliveries.append(decoded)
+            elif decoded is not None:
+                await self._dead_letter(record, decoded, attempts=1)
+        return deliveries
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Delivery | Exception | None:
+        """The event with its typed payload and handler; None for a type this service does not need; the
+        error for an event it cannot read."""
         try:
             envelope = Envelope.model_validate_json(record.value or b"")
         except ValidationError as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return None
+            return exc
         handler = self.handlers.get(envelope.type)
         if handler is None:
             return None
         try:
             data = parse_data(envelope)
         except (KeyError, ValidationError) as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return None
+            return exc
         return Delivery(record, envelope, data, handler)
 
     async def _apply(self, delivery: Delivery) -> None:
@@ -247,25 +273,37 @@ class EventConsumer:
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
 
     def _count(self, delivery: Delivery, outcome: str) -> None:
+        EVENTS_HANDLED.labels(self.service, delivery.envelope.type, outcome).inc()
+        self._log_event(delivery, outcome)
+
+    def _count_batch(self, deliveries: list[Delivery], outcomes: list[str]) -> list[tuple[Delivery, str]]:
+        """The counter moved once per type and outcome of the batch; returns the events to log."""
+        handled = list(zip(deliveries, outcomes, strict=True))
+        for (event_type, outcome), count in Counter((d.envelope.type, outcome) for d, outcome in handled).items():
+            EVENTS_HANDLED.labels(self.service, event_type, outcome).inc(count)
+        return handled
+
+    def _log_all(self, handled: list[tuple[Delivery, str]]) -> None:
+        """One log line per event (the level is checked once per batch)."""
+        if handled and log.isEnabledFor(logging.INFO):
+            for delivery, outcome in handled:
+                self._log_event(delivery, outcome)
+
+    def _log_event(self, delivery: Delivery, outcome: str) -> None:
         envelope, record = delivery.envelope, delivery.record
-        EVENTS_HANDLED.labels(self.service, envelope.type, outcome).inc()
-        with _correlated(envelope):
+        token = correlation_id.set(envelope.correlation_id)  # as _correlated does, without its generator
+        try:
             log.info("event", extra={"event_type": envelope.type, "event_id": envelope.id,
                                      "subject": envelope.subject, "outcome": outcome,
                                      "partition": record.partition, "offset": record.offset})
+        finally:
+            correlation_id.reset(token)
 
     async def apply_batch(self, deliveries: list[Delivery]) -> list[str]:
         """Handle events in one transaction, each at most once in effect; returns each one's outcome label."""
-        inbox = self.inbox
-        now = utcnow()
-        rows = {d.envelope.id: {"event_id": d.envelope.id, "event_type": d.envelope.type, "handled_at": now}
-                for d in deliveries}
         outcomes = []
         async with self.db.transaction() as session:
-            claimed = set((await session.execute(
-                insert_ignoring_conflicts(inbox, self.db.dialect).values(list(rows.values()))
-                .returning(inbox.c.event_id)
-            )).scalars())
+            claimed = await self._claim(session, deliveries)
             fresh = []
             for delivery in deliveries:
                 event_id = delivery.envelope.id
@@ -280,6 +318,16 @@ class EventConsumer:
         self.handled += outcomes.count("handled")
         self.duplicates += outcomes.count("duplicate")
         return outcomes
+
+    async def _claim(self, session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
+        """The ids of the events that no transaction has handled yet, recorded in the inbox. One statement
+        executed with many rows (compiled once, sent in pages) rather than one statement of many VALUES,
+        which SQLAlchemy would compile again for every batch."""
+        now = utcnow()
+        rows = [{"event_id": event_id, "event_type": event_type, "handled_at": now}
+                for event_id, event_type in {d.envelope.id: d.envelope.type for d in deliveries}.items()]
+        statement = insert_ignoring_conflicts(self.inbox, self.db.dialect).returning(self.inbox.c.event_id)
+        return set((await session.execute(statement, rows)).scalars())
 
     async def apply(self, envelope: Envelope, data: EventData, handler: Handler) -> str:
         """Handle one event in one transaction, at most once in effect; returns the outcome label."""

@@ -16,11 +16,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import domain, schemas, segments
@@ -38,7 +56,7 @@ from services.tiers.models import (
     outbox,
 )
 from shared import events
-from shared.db import Database, insert_ignoring_conflicts, utcnow
+from shared.db import MONEY_SCALE, Database, Money, insert_ignoring_conflicts, utcnow
 from shared.errors import InvalidRequest, MemberNotFound
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, encode_cursor
@@ -51,6 +69,10 @@ BATCH_SIZE = 500
 CENT = Decimal("0.01")
 PROGRAM_TABLE = Base.metadata.tables["tier_program"]
 RUN_TABLE = Base.metadata.tables["segment_run"]
+MEMBER_TABLE: Table = Base.metadata.tables["member"]
+PURCHASE_TABLE: Table = Base.metadata.tables["purchase"]
+SEGMENT_TABLE: Table = Base.metadata.tables["segment"]
+HISTORY_TABLE: Table = Base.metadata.tables["tier_history"]
 
 
 # --- program ---------------------------------------------------------------------------------------
@@ -227,49 +249,376 @@ async def record_purchase(
 async def record_purchases(
     session: AsyncSession, batch: Sequence[events.PurchaseRecorded], *, now: datetime | None = None
 ) -> None:
-    """Purchases in the order they were told, in one go: a consumer catching up on a backlog needs a handful
-    of statements per round instead of several per event. Round k holds each member's k-th purchase of the
-    batch, so a member is evaluated after each of their purchases, as when the events come one at a time
-    (two purchases that each cross a threshold make two changes of tier, in the history too)."""
+    """Purchases in the order they were told, in one go: a consumer catching up on a backlog needs the same
+    dozen statements for thousands of events as for one. What the evaluations need is read once (members
+    locked, the purchases as stored, their refunds, each member's qualifying value summed by the database);
+    the events are then replayed in memory in their order, each member evaluated after each of their
+    purchases as when the events come one at a time (two purchases that each cross a threshold make two
+    changes of tier, in the history too), and the outcome is written back in bulk."""
     now = now or utcnow()
+    await session.flush()  # what earlier events of the transaction staged is in the rows read below
+    await _plan_for_the_arrays(session)
     program = await _program_for_evaluation(session)
-    members = await _known_members(session, sorted({d.member_id for d in batch}), program, now)
-    stored = {p.purchase_id: p for p in (await session.execute(
-        select(Purchase).where(Purchase.purchase_id.in_({d.purchase_id for d in batch}))
-    )).scalars()}
-    for round_ in _rounds(batch):
-        touched: dict[str, Member] = {}
-        for data in round_:
-            purchase = stored.get(data.purchase_id)
-            if purchase is None:
-                purchase = stored[data.purchase_id] = Purchase(purchase_id=data.purchase_id,
-                                                               member_id=data.member_id)
-                session.add(purchase)
-            elif purchase.member_id != data.member_id:
-                log.warning("purchase %s is already %s's; ignored for %s", data.purchase_id, purchase.member_id,
-                            data.member_id)
-                continue
-            purchase.occurred_at = data.occurred_at
-            purchase.currency = data.currency
-            purchase.total = data.total
-            purchase.points_earned = data.points_earned
-            touched[data.member_id] = members[data.member_id]
-        await _sync_refunds(session, [stored[d.purchase_id] for d in round_ if d.member_id in touched])
-        await _settle(session, list(touched.values()), program, now)
-        await _refresh_lifecycles(session, list(touched.values()), now)
-
-
-def _rounds(batch: Sequence[events.PurchaseRecorded]) -> list[list[events.PurchaseRecorded]]:
-    """The batch as rounds: round k holds each member's k-th purchase, in the batch's order."""
-    rounds: list[list[events.PurchaseRecorded]] = []
-    told: dict[str, int] = {}
+    replay = _Replay(program, now, ROUND_HALF_UP if _is_postgres(session) else ROUND_HALF_EVEN)
+    replay.members = await _locked_standings(session, sorted({d.member_id for d in batch}), now)
+    purchase_ids = list(dict.fromkeys(d.purchase_id for d in batch))
+    replay.purchases = await _stored_purchases(session, purchase_ids)
+    replay.refunds = await _refund_sums(session, purchase_ids)
+    values = await _window_values(session, list(replay.members), program.basis, program.window_start(now))
+    for member in replay.members.values():
+        member.value = values.get(member.member_id, Decimal(0))
+    replay.lifecycles = await _Lifecycles.load(session, [m for m in replay.members.values() if not m.new], now)
+    replay.enrol_new_members()
     for data in batch:
-        k = told.get(data.member_id, 0)
-        told[data.member_id] = k + 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(data)
-    return rounds
+        replay.apply(data)
+    await replay.write(session)
+
+
+@dataclass
+class _Standing:
+    """A locked member row as the batch's purchases move it; ``value`` is the qualifying value so far."""
+
+    member_id: str
+    tier_id: str
+    since: datetime
+    retained_until: datetime
+    enrolled_at: datetime  # the enrolment, or when tiers first saw the member
+    new: bool = False
+    moved: bool = False
+    value: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class _Told:
+    """A purchase as stored, or as last told in the batch."""
+
+    member_id: str
+    currency: str
+    facts: domain.PurchaseFacts
+
+
+class _Replay:
+    """The batch's purchases applied in memory, one at a time, with the rules ``_settle`` and
+    ``_refresh_lifecycles`` apply to one purchase; ``write`` stores the outcome."""
+
+    def __init__(self, program: domain.Program, now: datetime, rounding: str) -> None:
+        self.program = program
+        self.rounding = rounding  # how the database rounds money to four decimals
+        self.policy = program.policy
+        self.now = now
+        self.window_start = program.window_start(now)
+        self.members: dict[str, _Standing] = {}
+        self.purchases: dict[str, _Told] = {}
+        self.refunds: dict[str, tuple[Decimal, int]] = {}
+        self.lifecycles = _Lifecycles.none(now)
+        self.written: dict[str, _Told] = {}
+        self.history: list[dict[str, Any]] = []
+        self.announcements: list[events.EventData] = []
+
+    def enrol_new_members(self) -> None:
+        """A member seen for the first time starts at the lowest tier (no facts of theirs can exist yet)."""
+        decision = domain.evaluate(None, Decimal(0), self.program.tiers, self.policy, self.now)
+        for member in self.members.values():
+            if member.new:
+                self._change(member.member_id, None, decision)
+                member.tier_id, member.since, member.retained_until = (decision.tier_id, decision.since,
+                                                                       decision.retained_until)
+
+    def apply(self, data: events.PurchaseRecorded) -> None:
+        """Store the purchase's facts (set, not added: a purchase told twice counts once) and evaluate."""
+        known = self.purchases.get(data.purchase_id)
+        if known is not None and known.member_id != data.member_id:
+            log.warning("purchase %s is already %s's; ignored for %s", data.purchase_id, known.member_id,
+                        data.member_id)
+            return
+        refunded, reversed_ = self.refunds.get(data.purchase_id, (Decimal(0), 0))
+        told = _Told(data.member_id, data.currency, domain.PurchaseFacts(
+            occurred_at=data.occurred_at, total=_as_stored(data.total, self.rounding), refunded=refunded,
+            points=data.points_earned, points_reversed=reversed_))
+        member = self.members[data.member_id]
+        member.value += self._counted(told) - (self._counted(known) if known is not None else 0)
+        self.purchases[data.purchase_id] = self.written[data.purchase_id] = told
+        self._evaluate(member)
+        changed = self.lifecycles.refresh(member, data.purchase_id, told)
+        if changed is not None:
+            self.announcements.append(changed)
+
+    def _counted(self, told: _Told) -> Decimal:
+        """What the purchase adds to its member's qualifying value (``domain.qualifying_value``)."""
+        if told.facts.occurred_at < self.window_start:
+            return Decimal(0)
+        return told.facts.value(self.program.basis)
+
+    def _evaluate(self, member: _Standing) -> None:
+        standing = domain.Standing(member.tier_id, member.since, member.retained_until)
+        decision = domain.evaluate(standing, member.value, self.program.tiers, self.policy, self.now)
+        if decision.reason is not None:
+            self._change(member.member_id, member.tier_id, decision)
+        if decision.standing != standing:
+            member.tier_id, member.since, member.retained_until = (decision.tier_id, decision.since,
+                                                                   decision.retained_until)
+            member.moved = True
+
+    def _change(self, member_id: str, from_tier: str | None, decision: domain.Decision) -> None:
+        """A change of tier: its history row and its announcement, in the order they happen."""
+        assert decision.reason is not None
+        self.history.append({"member_id": member_id, "from_tier": from_tier, "to_tier": decision.tier_id,
+                             "reason": decision.reason, "at": self.now})
+        self.announcements.append(_tier_changed(member_id, from_tier, decision, self.program, decision.reason,
+                                                self.now))
+
+    async def write(self, session: AsyncSession) -> None:
+        """The outcome in a handful of bulk statements (members first: the other rows refer to them)."""
+        await _insert_members(session, [m for m in self.members.values() if m.new], self.now)
+        await _update_members(session, [m for m in self.members.values() if m.moved and not m.new], self.now)
+        await _upsert_purchases(session, self.written)
+        await _insert_rows(session, HISTORY_TABLE, self.history)
+        await OUTBOX.add(session, *self.announcements)
+        await self.lifecycles.write(session)
+        _forget_stale_objects(session)
+
+
+def _as_stored(amount: Decimal, rounding: str) -> Decimal:
+    """The amount as the money column keeps it (four decimals: PostgreSQL's NUMERIC rounds half away from
+    zero, ``Money`` on SQLite half to even), so the replay counts what a later read would."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -MONEY_SCALE:
+        return amount
+    return amount.quantize(Decimal(1).scaleb(-MONEY_SCALE), rounding=rounding)
+
+
+async def _locked_standings(session: AsyncSession, member_ids: list[str], now: datetime) -> dict[str, _Standing]:
+    """The members' rows, locked in id order (see ``_known_members``); a member not known yet is marked new
+    (``_Replay.enrol_new_members`` places them, ``_insert_members`` stores them)."""
+    table = MEMBER_TABLE
+    rows = (await session.execute(
+        select(table.c.member_id, table.c.tier_id, table.c.tier_since, table.c.retained_until, table.c.enrolled_at,
+               table.c.first_seen_at)
+        .where(_among(session, table.c.member_id, member_ids)).order_by(table.c.member_id).with_for_update()
+    )).all()
+    members = {row.member_id: _Standing(row.member_id, row.tier_id, row.tier_since, row.retained_until,
+                                        row.enrolled_at or row.first_seen_at) for row in rows}
+    for member_id in member_ids:
+        if member_id not in members:
+            members[member_id] = _Standing(member_id, "", now, now, now, new=True)
+    return members
+
+
+async def _stored_purchases(session: AsyncSession, purchase_ids: list[str]) -> dict[str, _Told]:
+    table = PURCHASE_TABLE
+    rows = (await session.execute(
+        select(table.c.purchase_id, table.c.member_id, table.c.currency, table.c.occurred_at, table.c.total,
+               table.c.refunded, table.c.points_earned, table.c.points_reversed)
+        .where(_among(session, table.c.purchase_id, purchase_ids))
+    )).all()
+    return {row.purchase_id: _Told(row.member_id, row.currency, domain.PurchaseFacts(
+        occurred_at=row.occurred_at, total=row.total, refunded=row.refunded, points=row.points_earned,
+        points_reversed=row.points_reversed)) for row in rows}
+
+
+async def _refund_sums(session: AsyncSession, purchase_ids: list[str]) -> dict[str, tuple[Decimal, int]]:
+    """Each purchase's refunded amount and reversed points: the sums of its refunds' facts (``_sync_refunds``)."""
+    rows = (await session.execute(
+        select(Refund.purchase_id, func.sum(Refund.amount).label("amount"),
+               func.sum(Refund.points_reversed).label("points"))
+        .where(_among(session, Refund.purchase_id, purchase_ids)).group_by(Refund.purchase_id)
+    )).all()
+    return {row.purchase_id: (row.amount, int(row.points)) for row in rows}
+
+
+async def _window_values(
+    session: AsyncSession, member_ids: list[str], basis: domain.Basis, window_start: datetime
+) -> dict[str, Decimal]:
+    """Each member's qualifying value as stored, summed by the database: ``domain.qualifying_value`` over
+    their purchases, without carrying every purchase of the window over the wire."""
+    table = PURCHASE_TABLE
+    total: ColumnElement[Any]
+    if basis == "points":
+        net = table.c.points_earned - table.c.points_reversed
+        total = func.sum(case((net > 0, net), else_=literal_column("0")))
+    else:
+        net = table.c.total - table.c.refunded
+        total = type_coerce(func.sum(case((net > 0, net), else_=literal_column("0"))), Money)
+    rows = (await session.execute(
+        select(table.c.member_id, total.label("value"))
+        .where(_among(session, table.c.member_id, member_ids), table.c.occurred_at >= window_start)
+        .group_by(table.c.member_id)
+    )).all()
+    return {row.member_id: Decimal(row.value or 0) for row in rows}
+
+
+async def _insert_members(session: AsyncSession, members: list[_Standing], now: datetime) -> None:
+    await _insert_rows(session, MEMBER_TABLE, [
+        {"member_id": m.member_id, "status": None, "enrolled_at": None, "first_seen_at": now, "tier_id": m.tier_id,
+         "tier_since": m.since, "retained_until": m.retained_until, "updated_at": now}
+        for m in members])
+
+
+async def _update_members(session: AsyncSession, members: list[_Standing], now: datetime) -> None:
+    await _update_rows(session, MEMBER_TABLE, "member_id", [
+        {"member_id": m.member_id, "tier_id": m.tier_id, "tier_since": m.since, "retained_until": m.retained_until,
+         "updated_at": now}
+        for m in members])
+
+
+async def _upsert_purchases(session: AsyncSession, purchases: dict[str, _Told]) -> None:
+    """Each purchase's facts as last told: inserted, or set over what was stored (never added to)."""
+    await _insert_rows(session, PURCHASE_TABLE, [
+        {"purchase_id": purchase_id, "member_id": told.member_id, "occurred_at": told.facts.occurred_at,
+         "currency": told.currency, "total": told.facts.total, "refunded": told.facts.refunded,
+         "points_earned": told.facts.points, "points_reversed": told.facts.points_reversed}
+        for purchase_id, told in purchases.items()
+    ], on_conflict="purchase_id", keep=("member_id",))
+
+
+# --- bulk statements -------------------------------------------------------------------------------
+# On PostgreSQL a batch's rows travel as one array per column (``unnest``), so a statement has a handful
+# of parameters however many rows it carries: compiled once, planned once, executed once. Elsewhere (SQLite)
+# the same statements run once per row (executemany).
+
+
+async def _plan_for_the_arrays(session: AsyncSession) -> None:
+    """PostgreSQL plans the array statements below for each batch's arrays (at a fraction of a millisecond)
+    instead of reusing a generic plan: one made while a table was nearly empty scans it whole, and a
+    consumer catching up makes a table grow faster than the statistics follow."""
+    if _is_postgres(session):
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return bool(session.get_bind().dialect.name == "postgresql")
+
+
+def _among(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column = ANY(array)`` on PostgreSQL; an IN list, rendered anew for every length, elsewhere."""
+    if _is_postgres(session):
+        return cast(ColumnElement[bool], column == any_(bindparam(None, list(values), type_=_array_of(column.type))))
+    return cast(ColumnElement[bool], column.in_(values))
+
+
+def _array_of(item: Any) -> ARRAY[Any]:
+    """An array of the column's values, strings without their length: an explicit cast to ``varchar(n)``
+    cuts a longer value short, where storing it into the column (or comparing) must fail (or not match)."""
+    return ARRAY(String() if isinstance(item, String) else item)
+
+
+def _unnested(table: Table, rows: list[dict[str, Any]]) -> Any:
+    """The rows as ``unnest(arrays) WITH ORDINALITY AS v(columns..., ord)`` (PostgreSQL)."""
+    columns = list(rows[0])
+    arrays = [bindparam(f"rows_{column}", [row[column] for row in rows], type_=_array_of(table.c[column].type))
+              for column in columns]
+    return func.unnest(*arrays).table_valued(*columns, with_ordinality="ord").render_derived(name="v")
+
+
+async def _insert_rows(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]], *, on_conflict: str | None = None,
+    keep: Sequence[str] = (),
+) -> None:
+    """Insert the rows in their order; with ``on_conflict``, a row whose key exists sets the stored one's
+    columns instead (all but the key and ``keep``)."""
+    if not rows:
+        return
+    postgres = _is_postgres(session)
+    statement = (postgresql.insert if postgres else sqlite.insert)(table)
+    if postgres:
+        rows_ = _unnested(table, rows)
+        statement = statement.from_select(list(rows[0]), select(*(rows_.c[c] for c in rows[0])).order_by(rows_.c.ord))
+    if on_conflict is not None:
+        statement = statement.on_conflict_do_update(index_elements=[on_conflict], set_={
+            column: statement.excluded[column] for column in rows[0] if column != on_conflict and column not in keep})
+    if postgres:
+        await session.execute(statement)
+    else:
+        await session.execute(statement, rows)
+
+
+async def _update_rows(session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
+    """Set each row's columns on the stored row with its ``key``."""
+    if not rows:
+        return
+    if _is_postgres(session):
+        rows_ = _unnested(table, rows)
+        await session.execute(update(table).where(table.c[key] == rows_.c[key])
+                              .values({column: rows_.c[column] for column in rows[0] if column != key}))
+        return
+    await session.execute(update(table).where(table.c[key] == bindparam("row_key")), [
+        {"row_key": row[key], **{column: value for column, value in row.items() if column != key}} for row in rows])
+
+
+def _forget_stale_objects(session: AsyncSession) -> None:
+    """Rows written above bypass the session: objects it holds for them are read again on their next use,
+    so a later event of the same transaction never builds on (or writes back) what it held before."""
+    for obj in list(session.sync_session.identity_map.values()):
+        if isinstance(obj, Member | Purchase | Segment):
+            session.expire(obj)
+
+
+class _Lifecycles:
+    """Segmented members' lifecycles as the batch's purchases move them: what ``_refresh_lifecycles`` does
+    after each purchase, on the rows and purchases read once."""
+
+    def __init__(self, now: datetime, params: segments.Params | None = None,
+                 rows: dict[str, dict[str, Any]] | None = None,
+                 bought: dict[str, dict[str, segments.Purchase]] | None = None) -> None:
+        self.now = now
+        self.params = params
+        self.rows = rows or {}
+        self.bought = bought or {}
+        self.changed: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def none(cls, now: datetime) -> _Lifecycles:
+        return cls(now)
+
+    @classmethod
+    async def load(cls, session: AsyncSession, members: list[_Standing], now: datetime) -> _Lifecycles:
+        """The members' segment rows, locked (after the member rows, as everywhere), with their purchases;
+        nothing before the first segmentation run (the lifecycle then waits for it)."""
+        run = await _last_run(session)
+        if run is None or not members:
+            return cls.none(now)
+        table = SEGMENT_TABLE
+        rows = {row.member_id: dict(row._mapping) for row in (await session.execute(
+            select(table.c.member_id, table.c.value_class, table.c.lifecycle, table.c.recency, table.c.frequency,
+                   table.c.monetary)
+            .where(_among(session, table.c.member_id, [m.member_id for m in members])).order_by(table.c.member_id)
+            .with_for_update()
+        )).all()}
+        if not rows:
+            return cls.none(now)
+        purchases = PURCHASE_TABLE
+        bought: dict[str, dict[str, segments.Purchase]] = {}
+        for row in (await session.execute(
+            select(purchases.c.member_id, purchases.c.purchase_id, purchases.c.occurred_at, purchases.c.total,
+                   purchases.c.refunded).where(_among(session, purchases.c.member_id, list(rows)))
+        )).all():
+            bought.setdefault(row.member_id, {})[row.purchase_id] = segments.Purchase(row.occurred_at,
+                                                                                     row.total - row.refunded)
+        params = segments.Params(window_days=run.window_days, recency_days=run.recency_days, new_days=run.new_days)
+        return cls(now, params, rows, bought)
+
+    def refresh(self, member: _Standing, purchase_id: str, told: _Told) -> events.MemberSegmentChanged | None:
+        """The member's lifecycle after this purchase; its announcement when it moved."""
+        row = self.rows.get(member.member_id)
+        if row is None or self.params is None:
+            return None
+        bought = self.bought.setdefault(member.member_id, {})
+        bought[purchase_id] = segments.Purchase(told.facts.occurred_at, told.facts.total - told.facts.refunded)
+        history = segments.summarize(bought.values(), self.now, self.params)
+        lifecycle = segments.lifecycle(member.enrolled_at, history, self.now, self.params)
+        if lifecycle == row["lifecycle"]:
+            return None
+        rfm = events.RfmScores(recency=row["recency"], frequency=row["frequency"], monetary=row["monetary"])
+        announcement = _segment_changed(member.member_id, row["value_class"], row["lifecycle"], row["value_class"],
+                                        lifecycle, rfm, self.now)
+        row["lifecycle"] = lifecycle
+        self.changed[member.member_id] = row
+        return announcement
+
+    async def write(self, session: AsyncSession) -> None:
+        await _update_rows(session, SEGMENT_TABLE, "member_id", [
+            {"member_id": member_id, "lifecycle": row["lifecycle"], "changed_at": self.now}
+            for member_id, row in self.changed.items()])
 
 
 async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *, now: datetime | None = None) -> None:
@@ -397,7 +746,8 @@ async def recompute_segments(
                 session.add(row)
             rfm = events.RfmScores(recency=segment.recency, frequency=segment.frequency, monetary=segment.monetary)
             if (row.value_class, row.lifecycle) != (segment.value_class, segment.lifecycle):
-                announcements.append(_segment_changed(row, segment.value_class, segment.lifecycle, rfm, now))
+                announcements.append(_segment_changed(row.member_id, row.value_class, row.lifecycle,
+                                                      segment.value_class, segment.lifecycle, rfm, now))
                 row.changed_at = now
             row.recency, row.frequency, row.monetary = rfm.recency, rfm.frequency, rfm.monetary
             row.value_class, row.lifecycle = segment.value_class, segment.lifecycle
@@ -518,20 +868,22 @@ async def _refresh_lifecycles(session: AsyncSession, members: Sequence[Member], 
         if lifecycle == row.lifecycle:
             continue
         rfm = events.RfmScores(recency=row.recency, frequency=row.frequency, monetary=row.monetary)
-        await OUTBOX.add(session, _segment_changed(row, row.value_class, lifecycle, rfm, now))
+        await OUTBOX.add(session, _segment_changed(row.member_id, row.value_class, row.lifecycle, row.value_class,
+                                                    lifecycle, rfm, now))
         row.lifecycle, row.changed_at = lifecycle, now
     await session.flush()
 
 
 def _segment_changed(
-    before: Segment, value_class: str, lifecycle: str, rfm: events.RfmScores, now: datetime
+    member_id: str, previous_value_class: str | None, previous_lifecycle: str | None, value_class: str,
+    lifecycle: str, rfm: events.RfmScores, now: datetime,
 ) -> events.MemberSegmentChanged:
-    """The announcement of a change from the stored row ``before`` (a new row has no class yet)."""
+    """The announcement of a change from what the stored row held (a new row has no class yet)."""
     return events.MemberSegmentChanged(
-        member_id=before.member_id, value_class=cast(segments.ValueClass, value_class),
+        member_id=member_id, value_class=cast(segments.ValueClass, value_class),
         lifecycle=cast(segments.Lifecycle, lifecycle),
-        previous_value_class=cast(segments.ValueClass | None, before.value_class),
-        previous_lifecycle=cast(segments.Lifecycle | None, before.lifecycle), rfm=rfm, at=now,
+        previous_value_class=cast(segments.ValueClass | None, previous_value_class),
+        previous_lifecycle=cast(segments.Lifecycle | None, previous_lifecycle), rfm=rfm, at=now,
     )
 
 

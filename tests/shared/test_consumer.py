@@ -7,11 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.consumer import EventConsumer
+from shared.consumer import Delivery, EventConsumer
 from shared.context import correlation_for
 from shared.db import Database
 from shared.dlt import list_dead_letters, replay_dead_letters
@@ -190,5 +190,33 @@ async def test_a_failing_batch_is_handled_again_event_by_event(
                              batch_handlers={"member.enrolled": many}, max_attempts=2)
     await run_until(consumer, lambda: consumer.handled == 3 and consumer.dead_lettered == 1)
     assert effects == ["a", "b", "c"]
+    async with db.read() as session:
+        assert (await session.execute(select(func.count()).select_from(tables["inbox"]))).scalar() == 3
+
+
+async def test_an_event_told_twice_in_a_batch_or_handled_before_takes_effect_once(
+    db: Database, tables: dict[str, Table]
+) -> None:
+    """The batch's one inbox statement claims each new id once: a copy later in the same batch and an event
+    an earlier transaction handled are both duplicates."""
+    seen: list[str] = []
+
+    async def handler(_: AsyncSession, envelope: Envelope, __: EventData) -> None:
+        seen.append(envelope.subject)
+
+    consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap="unused", topic_prefix="", topics=[],
+                             handlers={"member.enrolled": handler})
+    before, new, other = enrolled("m-1"), enrolled("m-2"), enrolled("m-3")
+    data = MemberEnrolled.model_validate(before.data)
+    assert await consumer.apply(before, data, handler) == "handled"
+
+    def delivery(offset: int, envelope: Envelope) -> Delivery:
+        record = ConsumerRecord("t", 0, offset, 0, 0, b"k", envelope.model_dump_json().encode(), None, 1, 1, [])
+        return Delivery(record, envelope, MemberEnrolled.model_validate(envelope.data), handler)
+
+    outcomes = await consumer.apply_batch([delivery(1, before), delivery(2, new), delivery(3, new),
+                                           delivery(4, other)])
+    assert outcomes == ["duplicate", "handled", "duplicate", "handled"]
+    assert seen == ["m-1", "m-2", "m-3"]
     async with db.read() as session:
         assert (await session.execute(select(func.count()).select_from(tables["inbox"]))).scalar() == 3
