@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,17 @@ from shared.settings import ServiceSettings
 from shared.types import TimeBounds
 
 log = logging.getLogger(__name__)
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """What startup made (modules, the app, compiled routes and statements) lives as long as the process:
+    kept out of the collector's reach, it is not walked again by every full collection, which under load
+    cost about a tenth of a consumer's CPU. Once per process (a test run starts many apps)."""
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
 
 Job = Callable[["Runtime"], Awaitable[None]]
 StartHook = Callable[[FastAPI], None]
@@ -178,6 +190,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         for hook in spec.on_start:
             hook(app)
         await runtime.start()
+        _freeze_startup_objects()
         try:
             yield
         finally:

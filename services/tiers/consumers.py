@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiers import projections, service
+from services.tiers import points_events, projections, service
 from shared import events
 from shared.consumer import BatchHandler, Handler, handle, handle_many
 from shared.events import EventData, Topic
@@ -57,5 +57,11 @@ HANDLERS: dict[str, Handler] = {
     for handler in handle(use_case, event_type).values()
 }
 
-# A backlog of purchases (a consumer catching up, a POS batch) is settled member by member once per batch.
-BATCH_HANDLERS: dict[str, BatchHandler] = handle_many(service.record_purchases, events.PurchaseRecorded)
+# A backlog of purchases (a consumer catching up, a POS batch) is settled member by member once per batch,
+# and the points events that come with every purchase and redemption are kept a batch at a time too.
+BATCH_HANDLERS: dict[str, BatchHandler] = {
+    **handle_many(service.record_purchases, events.PurchaseRecorded),
+    **handle_many(points_events.record_points_earned, events.PointsEarned),
+    **handle_many(points_events.record_points_moved, events.PointsSpent, events.PointsExpired,
+                  events.PointsRefunded, events.PointsAdjusted, events.PointsTransferred),
+}

@@ -93,7 +93,7 @@ async def load_program(session: AsyncSession) -> domain.Program:
     )
 
 
-async def _program_for_evaluation(session: AsyncSession) -> domain.Program:
+async def program_for_evaluation(session: AsyncSession) -> domain.Program:
     """The program, its row share-locked (and created with the defaults if missing, so there is a row to
     lock) until the caller's transaction ends."""
     share = {"read": True, "key_share": True}
@@ -157,7 +157,7 @@ async def put_program(
         )).scalars())
         if not members:
             break
-        await _settle(session, members, program, now, previous=previous)
+        await settle(session, members, program, now, previous=previous)
         last = members[-1].member_id
     return program_out(program, row)
 
@@ -232,7 +232,7 @@ async def _get_member(session: AsyncSession, member_id: str) -> Member:
 async def record_member(session: AsyncSession, data: events.MemberEnrolled, *, now: datetime | None = None) -> None:
     """``member.enrolled`` / ``member.updated``: a member not known yet starts at the lowest tier."""
     now = now or utcnow()
-    member = await _known_member(session, data.member_id, await _program_for_evaluation(session), now)
+    member = await _known_member(session, data.member_id, await program_for_evaluation(session), now)
     member.status = data.status
     member.enrolled_at = data.enrolled_at
     member.updated_at = now
@@ -258,7 +258,7 @@ async def record_purchases(
     now = now or utcnow()
     await session.flush()  # what earlier events of the transaction staged is in the rows read below
     await _plan_for_the_arrays(session)
-    program = await _program_for_evaluation(session)
+    program = await program_for_evaluation(session)
     replay = _Replay(program, now, ROUND_HALF_UP if _is_postgres(session) else ROUND_HALF_EVEN)
     replay.members = await _locked_standings(session, sorted({d.member_id for d in batch}), now)
     purchase_ids = list(dict.fromkeys(d.purchase_id for d in batch))
@@ -298,7 +298,7 @@ class _Told:
 
 
 class _Replay:
-    """The batch's purchases applied in memory, one at a time, with the rules ``_settle`` and
+    """The batch's purchases applied in memory, one at a time, with the rules ``settle`` and
     ``_refresh_lifecycles`` apply to one purchase; ``write`` stores the outcome."""
 
     def __init__(self, program: domain.Program, now: datetime, rounding: str) -> None:
@@ -624,7 +624,7 @@ class _Lifecycles:
 async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *, now: datetime | None = None) -> None:
     """Store the refund's facts (once per refund_id) and lower its purchase's value."""
     now = now or utcnow()
-    program = await _program_for_evaluation(session)
+    program = await program_for_evaluation(session)
     member = await _known_member(session, data.member_id, program, now)
     refund = await _refund(session, data.refund_id, data.purchase_id, data.member_id)
     refund.amount = data.amount
@@ -633,7 +633,7 @@ async def record_refund(session: AsyncSession, data: events.PurchaseRefunded, *,
     purchase = await session.get(Purchase, data.purchase_id)
     if purchase is not None and purchase.member_id == data.member_id:
         await _sync_refunds(session, [purchase])
-    await _settle(session, [member], program, now)
+    await settle(session, [member], program, now)
     await _refresh_lifecycles(session, [member], now)
 
 
@@ -647,13 +647,13 @@ async def record_points_earned(
     await record_points_balance(session, data, now=now)
     if data.purchase_id is None:
         return
-    program = await _program_for_evaluation(session)
+    program = await program_for_evaluation(session)
     member = await session.get(Member, data.member_id, with_for_update=True)
     purchase = await session.get(Purchase, data.purchase_id)
     if member is None or purchase is None or purchase.member_id != data.member_id:
         return
     purchase.points_earned = data.points
-    await _settle(session, [member], program, now)
+    await settle(session, [member], program, now)
 
 
 async def record_points_reversed(
@@ -662,7 +662,7 @@ async def record_points_reversed(
     """Store the points a refund took back; they count once the purchase is known."""
     now = now or utcnow()
     await record_points_balance(session, data, now=now)
-    program = await _program_for_evaluation(session)
+    program = await program_for_evaluation(session)
     member = await session.get(Member, data.member_id, with_for_update=True)
     refund = await _refund(session, data.refund_id, data.purchase_id, data.member_id)
     refund.points_reversed = data.points
@@ -671,7 +671,7 @@ async def record_points_reversed(
         await session.flush()
         return
     await _sync_refunds(session, [purchase])
-    await _settle(session, [member], program, now)
+    await settle(session, [member], program, now)
 
 
 async def record_points_balance(
@@ -705,14 +705,14 @@ async def evaluate_all(db: Database, *, now: datetime | None = None, batch_size:
     last = ""
     while True:
         async with db.transaction() as session:
-            program = await _program_for_evaluation(session)
+            program = await program_for_evaluation(session)
             members = list((await session.execute(
                 select(Member).where(Member.retained_until <= now, Member.member_id > last)
                 .order_by(Member.member_id).limit(batch_size).with_for_update()
             )).scalars())
             if not members:
                 return changed
-            changed += await _settle(session, members, program, now)
+            changed += await settle(session, members, program, now)
         last = members[-1].member_id
 
 
@@ -990,7 +990,7 @@ async def _known_members(
     return members
 
 
-async def _settle(
+async def settle(
     session: AsyncSession, members: Sequence[Member], program: domain.Program, now: datetime,
     *, previous: domain.Program | None = None,
 ) -> int:
