@@ -1,7 +1,9 @@
 """Idempotent event consumer (the inbox side of exactly-once effect).
 
 Each event's id is recorded in the same transaction as the handler's effects, and the Kafka offset is
-committed only after that transaction commits. A redelivered event finds its id and is skipped. A handler
+committed only after that transaction commits: at most every ``COMMIT_SECONDS`` while events keep coming
+(a commit is a round trip to the broker, dear when batches are small) and at once when the consumer is idle.
+A redelivered event (after a crash or a rebalance) finds its id and is skipped. A handler
 that keeps failing (a bug, data it cannot read) sends the event to ``<topic>.dlt`` with the error in headers
 and the partition moves on; a database that does not answer is waited for, never dead-lettered.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import TypeVar, cast
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Column, MetaData, String, Table
@@ -31,6 +34,7 @@ from shared.kafka import DLT_SUFFIX, topic_name
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_HANDLED
 
 log = logging.getLogger(__name__)
+COMMIT_SECONDS = 1.0
 
 Handler = Callable[[AsyncSession, Envelope, EventData], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, list[EventData]], Awaitable[None]]
@@ -153,17 +157,25 @@ class EventConsumer:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         size = self.batch_size
+        handled: dict[TopicPartition, int] = {}  # offsets to commit
+        committed_at = reported_at = 0.0
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=size)
             size = self._next_batch_size(sum(len(records) for records in batches.values()), size)
             if batches:
                 await self._handle_batch([record for records in batches.values() for record in records])
+                handled.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            now = time.monotonic()
+            if handled and (not batches or now - committed_at >= COMMIT_SECONDS):
                 try:
-                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                    await consumer.commit(handled)
                 except CommitFailedError as exc:
                     # The partitions moved to another instance; it will see these again and skip them.
                     log.info("%s consumer: commit after rebalance refused: %s", self.service, exc)
-            await self._report_lag(consumer)
+                handled, committed_at = {}, now
+            if not batches or now - reported_at >= COMMIT_SECONDS:
+                await self._report_lag(consumer)
+                reported_at = now
 
     def _next_batch_size(self, got: int, asked: int) -> int:
         """While a poll comes back full there is a backlog: a service with batch handlers then takes
