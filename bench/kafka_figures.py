@@ -116,8 +116,8 @@ def purchase_body(purchase_id: str, member_id: str) -> dict[str, Any]:
         {"sku": "C-3", "category": "drinks", "quantity": 5, "unit_price": "2.00"}]}
 
 
-async def end_to_end(system: System, member_ids: list[str], rate: float, sample_every: int, run_id: str
-                     ) -> dict[str, Any]:
+async def end_to_end(system: System, member_ids: list[str], rate: float, sample_every: int, run_id: str,
+                     service_pids: dict[str, int] | None = None) -> dict[str, Any]:
     """Purchases at a steady ``rate`` per second, each the first of a fresh member (so it crosses into the
     second tier). For every ``sample_every``-th one, the time from its 201 until tiers shows the new tier (a)
     and points shows it on the member (b): points stores the tier and its multiplier in one update when it
@@ -173,7 +173,7 @@ async def end_to_end(system: System, member_ids: list[str], rate: float, sample_
                 else:
                     statuses["sample-skipped"] = statuses.get("sample-skipped", 0) + 1
 
-        own_cpu = CpuWatch({"generator": os.getpid()})
+        own_cpu = CpuWatch({"generator": os.getpid(), **(service_pids or {})})
         started = time.perf_counter()
         senders = []
         for index, member_id in enumerate(member_ids):
@@ -189,7 +189,8 @@ async def end_to_end(system: System, member_ids: list[str], rate: float, sample_
         sent_seconds = time.perf_counter() - started
         await asyncio.gather(*senders)
         answered_seconds = time.perf_counter() - started
-        generator_cpu = own_cpu.stop()["generator"]
+        cpu = own_cpu.stop()
+        generator_cpu = cpu.pop("generator")
         await asyncio.gather(*watchers)
     errors = sum(n for status, n in statuses.items() if status not in ("201", "sample-skipped"))
     return {
@@ -199,7 +200,7 @@ async def end_to_end(system: System, member_ids: list[str], rate: float, sample_
         # Below the target when points answers slower than the purchases are sent (then the figure says so).
         "answered_rate": round(len(member_ids) / answered_seconds, 1),
         # This process sends and polls; near 1.0 it would be the bottleneck, not the services.
-        "generator_cpu_cores": generator_cpu, "poll_seconds": POLL_SECONDS,
+        "generator_cpu_cores": generator_cpu, "service_cpu_cores": cpu, "poll_seconds": POLL_SECONDS,
         "samples": len(both_seen), "errors": errors, "statuses": statuses,
         "p50_ms": round(percentile(both_seen, 50), 1), "p99_ms": round(percentile(both_seen, 99), 1),
         "tiers_p50_ms": round(percentile(tiers_seen, 50), 1), "tiers_p99_ms": round(percentile(tiers_seen, 99), 1),

@@ -145,7 +145,7 @@ class Bench:
         say(f"end to end at {sizes.e2e_rate:.0f} purchases/s, and the bare Kafka round trip")
         self.figures["round_trip"] = await kafka_figures.round_trip_reference(system, sizes.round_trips)
         self.figures["end_to_end"] = await kafka_figures.end_to_end(
-            system, self.e2e_members, sizes.e2e_rate, sizes.e2e_sample_every, self.run_id)
+            system, self.e2e_members, sizes.e2e_rate, sizes.e2e_sample_every, self.run_id, self.service_pids)
         say(f"  {self.figures['end_to_end']}; round trip {self.figures['round_trip']}")
         await self.drain("after end to end")
 
@@ -155,7 +155,9 @@ class Bench:
         saga_members = [f"B-{i}" for i in range(sizes.saga_members)]
         await seed.grant(system, saga_members, 1_000_000, self.run_id)
         await self.drain("after grants")
+        watch = CpuWatch(self.service_pids)
         self.figures["saga"] = await saga.redemptions(system, saga_members, sizes.saga_seconds, self.run_id)
+        self.figures["saga"]["service_cpu_cores"] = watch.stop()
         say(f"  {self.figures['saga']}")
         await self.drain("after saga")
 
