@@ -27,4 +27,5 @@ BATCH_HANDLERS: dict[str, BatchHandler] = {
     **handle_many(service.reject_redemptions, events.PointsSpendDeclined),
     **handle_many(service.record_points_events, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
                   events.PointsExpired, events.PointsAdjusted, events.PointsTransferred),
+    **handle_many(service.apply_tier_changes, events.TierChanged),
 }

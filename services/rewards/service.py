@@ -568,18 +568,35 @@ async def record_member(session: AsyncSession, data: events.MemberEnrolled) -> N
 
 
 async def apply_tier_change(session: AsyncSession, data: events.TierChanged) -> None:
-    """Remember the member's tier and rank, and the ladder the event carries unless a newer one is known."""
-    member = await _member(session, data.member_id)
-    member.tier_id = data.to_tier
-    member.tier_rank = data.rank
-    member.updated_at = utcnow()
-    if not data.ladder:
+    await apply_tier_changes(session, [data])
+
+
+async def apply_tier_changes(session: AsyncSession, batch: Sequence[events.TierChanged]) -> None:
+    """Remember each member's tier and rank (its last event: a member's events come in order), in one upsert,
+    and the ladder the events carry unless a newer one is known, decided event by event in order."""
+    now = utcnow()
+    latest = {data.member_id: data for data in batch}
+    insert = _dialect_insert(session)(MEMBERS)
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=[MEMBERS.c.member_id],
+        set_={"tier_id": insert.excluded.tier_id, "tier_rank": insert.excluded.tier_rank,
+              "updated_at": insert.excluded.updated_at},
+    ), [{"member_id": member_id, "tier_id": data.to_tier, "tier_rank": data.rank, "available": 0, "updated_at": now}
+        for member_id, data in sorted(latest.items())])
+    with_ladder = [data for data in batch if data.ladder]
+    if not with_ladder:
         return
-    known = (await session.execute(select(Tier.tier_id, Tier.rank, Tier.as_of))).all()
-    if {t: r for t, r, _ in known} == {t: r for r, t in enumerate(data.ladder)}:
-        return
-    if known and max(as_of for _, _, as_of in known) > data.at:
-        return  # an older event that arrived late (events of different members are not ordered)
-    await session.execute(delete(Tier))
-    session.add_all([Tier(tier_id=tier_id, rank=rank, as_of=data.at) for rank, tier_id in enumerate(data.ladder)])
-    await session.flush()
+    known: list[tuple[str, int, datetime]] = [
+        (tier_id, rank, as_of) for tier_id, rank, as_of in (await session.execute(
+            select(Tier.tier_id, Tier.rank, Tier.as_of))).all()]
+    ladder = known
+    for data in with_ladder:
+        if {t: r for t, r, _ in ladder} == {t: r for r, t in enumerate(data.ladder)}:
+            continue
+        if ladder and max(as_of for _, _, as_of in ladder) > data.at:
+            continue  # an older event that arrived late (events of different members are not ordered)
+        ladder = [(tier_id, rank, data.at) for rank, tier_id in enumerate(data.ladder)]
+    if ladder is not known:
+        await session.execute(delete(Tier))
+        session.add_all([Tier(tier_id=tier_id, rank=rank, as_of=as_of) for tier_id, rank, as_of in ladder])
+        await session.flush()
