@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.tiers.models import Member, PointsBalance, Segment, SegmentRun, TierHistory, outbox
+from tests.support import outbox_events
 
 
 async def tiers_state(url: str) -> dict[str, Any]:
@@ -29,3 +32,16 @@ async def tiers_state(url: str) -> dict[str, Any]:
             "run": (run.computed_at, run.members, run.scored, run.revenue, run.top_20pct_revenue_share,
                     run.retention_rate, run.expected_lifetime_years),
             "unpublished": [r.event_type for r in pending]}
+
+
+async def standing(app: FastAPI, client: httpx.AsyncClient, member_id: str) -> dict[str, Any]:
+    """A member's tier and qualifying value, the history oldest first and the tier changes announced, as the
+    API and the outbox tell them (to compare two runs of one story)."""
+    tier = (await client.get(f"/v1/members/{member_id}/tier")).json()
+    history = (await client.get(f"/v1/members/{member_id}/tier/history")).json()["items"]
+    return {
+        "tier": (tier["tier_id"], tier["qualifying_value"]),
+        "history": [(h["from_tier"], h["to_tier"], h["reason"]) for h in reversed(history)],
+        "announced": [(e["data"]["from_tier"], e["data"]["to_tier"], e["data"]["reason"])
+                      for e in await outbox_events(app, "tier.changed") if e["subject"] == member_id],
+    }

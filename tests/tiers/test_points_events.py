@@ -16,8 +16,9 @@ from services.tiers.models import PointsBalance, PointsWeek
 from shared import events
 from shared.consumer import EventConsumer
 from shared.events import EventData
-from tests.support import deliver, outbox_events
+from tests.support import deliver
 from tests.tiers.builders import balance_event, enrolled, points_earned, program, purchase
+from tests.tiers.snapshots import standing
 
 
 @pytest.fixture(autouse=True)
@@ -65,17 +66,7 @@ async def in_batches(app: FastAPI, story: list[EventData]) -> None:
 
 
 async def outcome(app: FastAPI, client: httpx.AsyncClient, prefix: str) -> dict[str, Any]:
-    members: dict[str, Any] = {}
-    for n in "12":
-        member_id = f"{prefix}{n}"
-        tier = (await client.get(f"/v1/members/{member_id}/tier")).json()
-        history = (await client.get(f"/v1/members/{member_id}/tier/history")).json()["items"]
-        members[n] = {
-            "tier": (tier["tier_id"], tier["qualifying_value"]),
-            "history": [(h["from_tier"], h["to_tier"], h["reason"]) for h in reversed(history)],
-            "announced": [(e["data"]["from_tier"], e["data"]["to_tier"]) for e in
-                          await outbox_events(app, "tier.changed") if e["subject"] == member_id],
-        }
+    members = {n: await standing(app, client, f"{prefix}{n}") for n in "12"}
     async with app.state.db.read() as session:
         balances = {b.member_id.removeprefix(prefix): (b.available, b.pending) for b in (await session.execute(
             select(PointsBalance).where(PointsBalance.member_id.startswith(prefix)))).scalars()}

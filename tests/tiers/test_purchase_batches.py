@@ -21,6 +21,7 @@ from shared.consumer import EventConsumer
 from shared.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
 from tests.support import deliver, outbox_events, service_client
 from tests.tiers.builders import enrolled, points_earned, program, purchase, refund
+from tests.tiers.snapshots import standing
 
 
 @pytest.fixture(autouse=True)
@@ -61,13 +62,8 @@ async def outcome(app: FastAPI, client: httpx.AsyncClient, prefix: str) -> dict[
     members: dict[str, Any] = {}
     for n in "123":
         member_id = f"{prefix}{n}"
-        tier = (await client.get(f"/v1/members/{member_id}/tier")).json()
-        history = (await client.get(f"/v1/members/{member_id}/tier/history")).json()["items"]
         members[n] = {
-            "tier": (tier["tier_id"], tier["qualifying_value"]),
-            "history": [(h["from_tier"], h["to_tier"], h["reason"]) for h in reversed(history)],
-            "announced": [(e["data"]["from_tier"], e["data"]["to_tier"], e["data"]["reason"])
-                          for e in await outbox_events(app, "tier.changed") if e["subject"] == member_id],
+            **await standing(app, client, member_id),
             "lifecycles": [(e["data"]["previous_lifecycle"], e["data"]["lifecycle"])
                            for e in await outbox_events(app, "member.segment_changed")
                            if e["subject"] == member_id],
@@ -80,7 +76,8 @@ async def outcome(app: FastAPI, client: httpx.AsyncClient, prefix: str) -> dict[
     return {"members": members, "purchases": purchases}
 
 
-async def test_a_batch_leaves_what_its_events_one_at_a_time_leave(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def tell_the_story_twice(app: FastAPI, client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The story as one batch (members A-) and one event at a time (B-); what each left."""
     for prefix in ("A-", "B-"):
         await prepare(app, prefix)
     await service.recompute_segments(app.state.db)
@@ -88,8 +85,11 @@ async def test_a_batch_leaves_what_its_events_one_at_a_time_leave(client: httpx.
         await service.record_purchases(session, story("A-"))
     for data in story("B-"):
         await deliver(app, data)
+    return await outcome(app, client, "A-"), await outcome(app, client, "B-")
 
-    batch, one_by_one = await outcome(app, client, "A-"), await outcome(app, client, "B-")
+
+async def test_a_batch_leaves_what_its_events_one_at_a_time_leave(client: httpx.AsyncClient, app: FastAPI) -> None:
+    batch, one_by_one = await tell_the_story_twice(app, client)
     assert batch == one_by_one
     members = batch["members"]
     assert members["1"]["history"] == [(None, "bronze", "enrolled"), ("bronze", "silver", "upgrade"),
@@ -154,13 +154,6 @@ async def test_a_batch_on_sqlite(tmp_path: Path) -> None:
     await database.dispose()
     async with service_client("tiers", database_url=url) as (app, client):
         assert (await client.put("/v1/tiers", json=program())).status_code == 200
-        for prefix in ("A-", "B-"):
-            await prepare(app, prefix)
-        await service.recompute_segments(app.state.db)
-        async with app.state.db.transaction() as session:
-            await service.record_purchases(session, story("A-"))
-        for data in story("B-"):
-            await deliver(app, data)
-        batch = await outcome(app, client, "A-")
-        assert batch == await outcome(app, client, "B-")
+        batch, one_by_one = await tell_the_story_twice(app, client)
+        assert batch == one_by_one
         assert batch["members"]["1"]["tier"] == ("gold", "960.00")
