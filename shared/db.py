@@ -151,20 +151,22 @@ def insert_ignoring_conflicts(table: Table, dialect_name: str) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def upsert(table: Table, dialect_name: str, keys: Sequence[str], *, add: Sequence[str] = ()) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE``: a row that exists takes the new values, except the
-    columns in ``add``, to which the new values are added. For writing many rows in one statement."""
+def upsert(table: Table, dialect_name: str, keys: Sequence[str], *, add: Sequence[str] = (),
+           only: Sequence[str] | None = None) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE``: a row that exists takes the new values (of the columns in
+    ``only``, when given), except the columns in ``add``, to which the new values are added. For writing
+    many rows in one statement."""
     statement = (postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table))
     new = statement.excluded
+    updated = [c.name for c in table.columns if c.name not in keys] if only is None else list(only)
     return statement.on_conflict_do_update(index_elements=list(keys), set_={
-        column.name: table.c[column.name] + new[column.name] if column.name in add else new[column.name]
-        for column in table.columns if column.name not in keys
+        name: table.c[name] + new[name] if name in add else new[name] for name in updated
     })
 
 
 def next_id(table: Table, column_name: str, dialect_name: str) -> ColumnElement[int]:
     """The id the next row of ``column``'s table will take, read before the insert, so rows that refer to it
-    can be written together with it (``execute_together``).
+    can be written together with it (``WritesTogether``).
 
     PostgreSQL takes it from the column's sequence. On SQLite it is ``max + 1``, which is only safe for the
     writer holding the database: call it after the transaction has written something (SQLite then keeps

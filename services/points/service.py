@@ -273,7 +273,7 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
     """Store a purchase and credit its points; returns (answer, created). A retry replays the answer.
 
     The common case is three statements: the idempotency claim, one read (member locked, program, whether a
-    lot is due, the ids of the new rows) and one write of every row (``execute_together``). A member with
+    lot is due, the ids of the new rows) and one write of every row (``WritesTogether``). A member with
     due lots is settled first, and a first purchase of a referred member pays the referral bonus, both as in
     the other use cases.
     """

@@ -20,13 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, literal_column, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.rewards import domain, schemas
 from services.rewards.models import Base, Member, Redemption, Reward, Tier, Voucher, idempotency, outbox
 from shared import events
-from shared.db import insert_ignoring_conflicts, utcnow
+from shared.db import insert_ignoring_conflicts, upsert, utcnow
 from shared.errors import (
     Conflict,
     InvalidRequest,
@@ -528,17 +527,10 @@ async def _record_balances(session: AsyncSession, balances: Sequence[tuple[str, 
         return
     now = utcnow()
     latest = dict(balances)
-    insert = _dialect_insert(session)(MEMBERS)
-    await session.execute(insert.on_conflict_do_update(
-        index_elements=[MEMBERS.c.member_id],
-        set_={"available": insert.excluded.available, "updated_at": insert.excluded.updated_at},
-    ), [{"member_id": member_id, "tier_rank": 0, "available": latest[member_id], "updated_at": now}
+    dialect = session.get_bind().dialect.name
+    await session.execute(upsert(MEMBERS, dialect, ["member_id"], only=["available", "updated_at"]), [
+        {"member_id": member_id, "tier_rank": 0, "available": latest[member_id], "updated_at": now}
         for member_id in sorted(latest)])
-
-
-def _dialect_insert(session: AsyncSession) -> Any:
-    """The INSERT construct with ON CONFLICT of the dialect in use."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 async def _member(session: AsyncSession, member_id: str) -> Member:
@@ -576,12 +568,9 @@ async def apply_tier_changes(session: AsyncSession, batch: Sequence[events.TierC
     and the ladder the events carry unless a newer one is known, decided event by event in order."""
     now = utcnow()
     latest = {data.member_id: data for data in batch}
-    insert = _dialect_insert(session)(MEMBERS)
-    await session.execute(insert.on_conflict_do_update(
-        index_elements=[MEMBERS.c.member_id],
-        set_={"tier_id": insert.excluded.tier_id, "tier_rank": insert.excluded.tier_rank,
-              "updated_at": insert.excluded.updated_at},
-    ), [{"member_id": member_id, "tier_id": data.to_tier, "tier_rank": data.rank, "available": 0, "updated_at": now}
+    dialect = session.get_bind().dialect.name
+    await session.execute(upsert(MEMBERS, dialect, ["member_id"], only=["tier_id", "tier_rank", "updated_at"]), [
+        {"member_id": member_id, "tier_id": data.to_tier, "tier_rank": data.rank, "available": 0, "updated_at": now}
         for member_id, data in sorted(latest.items())])
     with_ladder = [data for data in batch if data.ladder]
     if not with_ladder:
