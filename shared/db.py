@@ -35,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.sql import ColumnElement, Delete, Insert, Update
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from shared.driver import DriverStatement
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -194,14 +196,14 @@ class WritesTogether:
 
     def __init__(self, *statements: Insert | Update | Delete) -> None:
         self.statements = statements
-        self.combined = select(literal(1)).add_cte(
-            *(statement.cte(f"write_{index}") for index, statement in enumerate(statements)))
+        self.combined = DriverStatement(select(literal(1)).add_cte(
+            *(statement.cte(f"write_{index}") for index, statement in enumerate(statements))))
 
     async def execute(self, session: AsyncSession, values: dict[str, Any]) -> None:
         params = {self.PREFIX + name: value for name, value in values.items()}
         connection = await session.connection()
         if connection.dialect.name == "postgresql":
-            await connection.execute(self.combined, params)
+            await self.combined.run_in(session, params)
             return
         for statement in self.statements:
             await connection.execute(statement, params)

@@ -93,8 +93,7 @@ async def get_ledger(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Lim
                      ) -> Page[schemas.LedgerEntry]:
     """Every change of the balance with the balance after it. Pass `next_cursor` back as `cursor` for the
     next page."""
-    async with db.read() as session:
-        items, next_cursor = await service.ledger_page(session, member_id, limit, cursor)
+    items, next_cursor = await service.ledger_page(db, member_id, limit, cursor)
     return Page[schemas.LedgerEntry](items=items, next_cursor=next_cursor)
 
 

@@ -29,6 +29,7 @@ from services.points.models import (
 )
 from shared import events
 from shared.db import Database, UTCDateTime, WritesTogether, insert_ignoring_conflicts, next_id, utcnow
+from shared.driver import DriverStatement
 from shared.errors import (
     CurrencyMismatch,
     InsufficientPoints,
@@ -187,7 +188,7 @@ def _balance_query() -> Select[Any]:
     )
 
 
-_BALANCE = _balance_query()
+_BALANCE = DriverStatement(_balance_query())
 
 
 async def balance(db: Database, member_id: str) -> schemas.Balance:
@@ -195,9 +196,8 @@ async def balance(db: Database, member_id: str) -> schemas.Balance:
     (it is its own snapshot). When a lot is due (matured or expired) the balance is read again in a
     transaction that settles it first, which only happens when such a lot exists."""
     now = utcnow()
-    async with db.snapshot() as connection:
-        rows = (await connection.execute(
-            _BALANCE, {"member_id": member_id, "now": now, "window_end": now + EXPIRING_WINDOW})).all()
+    rows: Sequence[Any] = await _BALANCE.read(db, {"member_id": member_id, "now": now,
+                                                    "window_end": now + EXPIRING_WINDOW})
     if not rows:
         raise MemberNotFound(f"No member '{member_id}'; enroll it with PUT /v1/members/{member_id}.")
     lots = [row for row in rows if row.expires_at is not None]
@@ -241,23 +241,42 @@ async def _lots_to_show(
     )).all()
 
 
-async def ledger_page(session: AsyncSession, member_id: str, limit: int, cursor: str | None
+def _table(model: type[Base]) -> Table:
+    return model.metadata.tables[model.__tablename__]
+
+
+def _ledger_page_query(after_cursor: bool) -> DriverStatement:
+    entry = _table(LedgerEntry)
+    query = select(entry).where(entry.c.member_id == bindparam("member_id"))
+    if after_cursor:
+        query = query.where(entry.c.entry_id < bindparam("before"))
+    return DriverStatement(query.order_by(entry.c.entry_id.desc()).limit(bindparam("limit")))
+
+
+_LEDGER_PAGE = {False: _ledger_page_query(after_cursor=False), True: _ledger_page_query(after_cursor=True)}
+
+
+async def ledger_page(db: Database, member_id: str, limit: int, cursor: str | None
                       ) -> tuple[list[schemas.LedgerEntry], str | None]:
-    """Newest first, keyset on entry_id so a page costs the same however long the ledger is."""
-    await get_member(session, member_id)
-    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    """Newest first, keyset on entry_id so a page costs the same however long the ledger is. A page is one
+    statement (its own snapshot); only an empty page asks whether the member exists."""
+    params: dict[str, Any] = {"member_id": member_id, "limit": limit + 1}
     if cursor:
         (before,) = decode_cursor(cursor, 1)
         if not isinstance(before, int):
             raise InvalidRequest("cursor: not a cursor this service gave out")
-        query = query.where(LedgerEntry.entry_id < before)
-    rows = list((await session.execute(query.order_by(LedgerEntry.entry_id.desc()).limit(limit + 1))).scalars())
+        params["before"] = before
+    rows = await _LEDGER_PAGE["before" in params].read(db, params)
+    if not rows:
+        async with db.read() as session:
+            await get_member(session, member_id)
     more = len(rows) > limit
     rows = rows[:limit]
     return [entry_out(e) for e in rows], encode_cursor([rows[-1].entry_id]) if more else None
 
 
-def entry_out(entry: LedgerEntry) -> schemas.LedgerEntry:
+def entry_out(entry: Any) -> schemas.LedgerEntry:
+    """A ledger row (an entity or a row of its columns) as the API shows it."""
     return schemas.LedgerEntry(
         entry_id=entry.entry_id, kind=entry.kind, points=entry.points,
         balance_after=entry.balance_after, occurred_at=entry.occurred_at, purchase_id=entry.purchase_id,
@@ -309,10 +328,6 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
     return answer, True
 
 
-def _table(model: type[Base]) -> Table:
-    return model.metadata.tables[model.__tablename__]
-
-
 def _purchase_context_query(dialect: str) -> Select[Any]:
     member, program = Member.__table__, Program.__table__
     due = select(Lot.lot_id).where(Lot.member_id == bindparam("member_id"),
@@ -331,17 +346,17 @@ def _purchase_context_query(dialect: str) -> Select[Any]:
     )
 
 
-_PURCHASE_CONTEXT = {dialect: _purchase_context_query(dialect) for dialect in ("postgresql", "sqlite")}
+_PURCHASE_CONTEXT = {dialect: DriverStatement(_purchase_context_query(dialect)) for dialect in ("postgresql", "sqlite")}
 
 
-async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> Row[*tuple[Any, ...]]:
+async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> Any:
     """The member row locked, the program, whether one of the member's lots is due, and the ids the
     purchase's ledger entry and lot will take, in one statement. Raises what a purchase that cannot be
     recorded gets (another currency, no such member)."""
-    connection = await session.connection()
-    query = _PURCHASE_CONTEXT[connection.dialect.name]
+    query = _PURCHASE_CONTEXT[(await session.connection()).dialect.name]
     params = {"member_id": body.member_id, "now": utcnow()}
-    row = (await connection.execute(query, params)).first()
+    rows = await query.run_in(session, params)
+    row = rows[0] if rows else None
     if row is None or row.currency != body.currency:
         # No such member, another currency, or a new database without its program row yet: the checks in
         # the order a purchase meets them, then (the program now exists) the read again.
@@ -349,7 +364,7 @@ async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> 
         if body.currency != currency:
             raise CurrencyMismatch(f"The program runs in {currency}; this purchase is in {body.currency}.")
         await get_member(session, body.member_id)
-        row = (await connection.execute(query, params)).one()
+        row = (await query.run_in(session, params))[0]
     return row
 
 
@@ -384,7 +399,7 @@ def _purchase_writes(with_lot: bool) -> WritesTogether:
 _PURCHASE_WRITES = {True: _purchase_writes(with_lot=True), False: _purchase_writes(with_lot=False)}
 
 
-async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Row[*tuple[Any, ...]],
+async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Any,
                            earning: domain.Earning) -> dict[str, Any]:
     """Every row of a purchase, written at once: member figures, ledger entry, lot, purchase, events and the
     answer to replay. The figures move as ``ledger.credit`` moves them; the member row is locked."""
