@@ -63,41 +63,38 @@ class DriverStatement:
             async with db.snapshot() as connection:
                 return (await connection.execute(self.statement, params)).all()
         pooled = await db.engine.raw_connection()
-        args: list[Any] = []
         try:
-            driver = pooled.driver_connection
-            assert driver is not None
-            compiled = await self._compile(db.engine.dialect, driver)
-            args = self._arguments(compiled, params)
-            records = await driver.fetch(compiled.sql, *args)
-        except Exception as exc:
-            lost = _connection_broken(exc, driver)
-            if lost:
+            return await self._fetch(db.engine.dialect, pooled.driver_connection, params)
+        except BaseException as exc:
+            # A connection the fetch left unusable, or one cancelled in the middle of a fetch, is discarded.
+            if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
                 await greenlet_spawn(pooled.invalidate, exc)
-            raise DBAPIError(self._compiled.sql if self._compiled else None, args, exc,
-                             connection_invalidated=lost) from exc
+            raise
         finally:
             await greenlet_spawn(pooled.close)
-        return self._rows(compiled, records)
 
     async def run_in(self, session: AsyncSession, params: dict[str, Any]) -> Sequence[Any]:
         """The rows, in the session's transaction. The transaction opens on the connection with the session's
-        first statement, so a session that has run none goes through SQLAlchemy (checked, not assumed)."""
+        first statement, so a session that has run none goes through SQLAlchemy (checked, not assumed).
+        A broken connection is left to the session, whose rollback finds it and discards it."""
         connection = await session.connection()
         if connection.dialect.name == "postgresql":
             driver = (await connection.get_raw_connection()).driver_connection
             if driver is not None and driver.is_in_transaction():
-                args: list[Any] = []
-                try:
-                    compiled = await self._compile(connection.dialect, driver)
-                    args = self._arguments(compiled, params)
-                    records = await driver.fetch(compiled.sql, *args)
-                except Exception as exc:
-                    lost = _connection_broken(exc, driver)
-                    raise DBAPIError(self._compiled.sql if self._compiled else None, args, exc,
-                                     connection_invalidated=lost) from exc
-                return self._rows(compiled, records)
+                return await self._fetch(connection.dialect, driver, params)
         return (await connection.execute(self.statement, params)).all()
+
+    async def _fetch(self, dialect: Dialect, driver: Any, params: dict[str, Any]) -> list[Any]:
+        """The rows from the driver; its errors as ``DBAPIError``, flagged when the connection is broken."""
+        args: list[Any] = []
+        try:
+            compiled = await self._compile(dialect, driver)
+            args = self._arguments(compiled, params)
+            records = await driver.fetch(compiled.sql, *args)
+        except Exception as exc:
+            raise DBAPIError(self._compiled.sql if self._compiled else None, args, exc,
+                             connection_invalidated=_connection_broken(exc, driver)) from exc
+        return self._rows(compiled, records)
 
     async def _compile(self, dialect: Dialect, driver: Any) -> _Compiled:
         """Compiled on first use; the result columns' types as the server describes them (what SQLAlchemy's
