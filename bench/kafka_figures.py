@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.procstat import CpuWatch
 from bench.system import ROUND_TRIP_TOPIC, SERVICES, System
-from shared.db import utcnow
-from shared.events import Envelope, PurchaseRecorded, Topic
-from shared.kafka import ensure_topics, topic_name
+from shared.clock import utcnow
+from shared.messaging.events import Envelope, PurchaseRecorded, Topic
+from shared.messaging.kafka import ensure_topics, topic_name
 
 POLL_SECONDS = 0.03  # how often a sampled member's tier is asked for: the resolution of the figure
 MAX_WATCHERS = 8  # sampled members followed at once, so the polling stays a small load beside the purchases

@@ -24,12 +24,14 @@ from pathlib import Path
 
 import httpx
 
-from shared.kafka import all_topic_names, delete_topics, topic_name
-from shared.migrations import empty_schema
+from shared.db.migrations import empty_schema
+from shared.messaging.kafka import all_topic_names, delete_topics, topic_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("points", "rewards", "tiers")
 ROUND_TRIP_TOPIC = "bench.round-trip"  # the Kafka reference's own topic, under the run's prefix
+# The app each service is started from: points with the reference write added (bench/reference.py).
+FACTORIES = {"points": "bench.reference:create_points_app"}
 PG_BASE = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://loyalty:loyalty@127.0.0.1:5432")
 
 
@@ -59,7 +61,8 @@ class Service:
         assert self.log_path is not None
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "uvicorn"), "--factory", f"services.{self.name}.app:create_app",
+                [str(Path(sys.executable).parent / "uvicorn"), "--factory",
+                 FACTORIES.get(self.name, f"services.{self.name}.app:create_app"),
                  "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )
@@ -150,7 +153,7 @@ def start_local(log_dir: Path) -> System:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": kafka, "KAFKA_TOPIC_PREFIX": prefix, "LOYALTY_BOOTSTRAP_ADMIN_KEY": key,
-        "LOYALTY_API_KEYS_FILE": str(log_dir / "api-keys.json"), "LOYALTY_BENCH_ENDPOINTS": "true",
+        "LOYALTY_API_KEYS_FILE": str(log_dir / "api-keys.json"),
         **{f"{name.upper()}_DATABASE_URL": url for name, url in urls.items()},
     })
     loyalty = str(Path(sys.executable).parent / "loyalty")

@@ -23,24 +23,23 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import MetaData
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared import auth
-from shared.apidocs import install_api_docs
-from shared.asyncapi import router as asyncapi_router
-from shared.auth import KeyStore
-from shared.bench_reference import router as bench_reference_router
-from shared.consumer import BatchHandler, EventConsumer, Handler
 from shared.context import correlation_id
-from shared.db import Database
-from shared.errors import install_error_handlers
-from shared.events import Topic
-from shared.health import router as health_router
-from shared.kafka import all_topic_names, ensure_topics
-from shared.limits import BodySizeLimit
+from shared.db.database import Database
+from shared.http import auth
+from shared.http.apidocs import install_api_docs
+from shared.http.auth import KeyStore
+from shared.http.health import router as health_router
+from shared.http.limits import BodySizeLimit
+from shared.http.problems import install_error_handlers
+from shared.http.types import TimeBounds
 from shared.logs import configure_logging
+from shared.messaging.asyncapi import router as asyncapi_router
+from shared.messaging.consumer import BatchHandler, EventConsumer, Handler
+from shared.messaging.events import Topic
+from shared.messaging.kafka import all_topic_names, ensure_topics
+from shared.messaging.outbox import OutboxRelay
 from shared.metrics import MetricsMiddleware, metrics_endpoint
-from shared.outbox import OutboxRelay, count_after_commit
 from shared.settings import ServiceSettings
-from shared.types import TimeBounds
 
 log = logging.getLogger(__name__)
 _frozen = False
@@ -81,7 +80,6 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        self.db.after_commit(count_after_commit)
         self.keys = KeyStore(
             settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None,
             settings.api_keys_file,
@@ -212,8 +210,6 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     )
     for router in spec.routers:
         app.include_router(router)
-    if settings.bench_endpoints:
-        app.include_router(bench_reference_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=spec.name)
     app.add_middleware(CorrelationMiddleware)

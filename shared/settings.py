@@ -41,10 +41,6 @@ class ServiceSettings(BaseSettings):
     max_past_days: int = Field(3650, ge=1, validation_alias="LOYALTY_MAX_PAST_DAYS")
     max_future_hours: int = Field(24, ge=0, validation_alias="LOYALTY_MAX_FUTURE_HOURS")
     metrics_public: bool = Field(False, validation_alias="LOYALTY_METRICS_PUBLIC")
-    bench_endpoints: bool = Field(
-        False, validation_alias="LOYALTY_BENCH_ENDPOINTS",
-        description="Mounts /bench/reference-write, the benchmark's reference write (bench/README.md).",
-    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="LOYALTY_MAX_BODY_BYTES")
     log_format: str = Field(
         "json", validation_alias="LOYALTY_LOG_FORMAT",

@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.consumer import EventConsumer
-from shared.events import EventData
-from shared.migrations import empty_schema, upgrade
+from shared.db.migrations import empty_schema, upgrade
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.events import EventData
 from shared.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,12 +93,19 @@ def settings_for(service: str, **overrides: Any) -> Any:
 async def service_client(service: str, **overrides: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The service's real app (lifespan run) over httpx's ASGI transport, as the admin by default."""
     app: FastAPI = importlib.import_module(f"services.{service}.app").create_app(settings_for(service, **overrides))
+    async with app_client(app) as client:
+        yield app, client
+
+
+@asynccontextmanager
+async def app_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` with its lifespan run, over httpx's ASGI transport, as the admin by default."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         ) as client:
-            yield app, client
+            yield client
 
 
 async def deliver(app: FastAPI, data: EventData, *, event_id: str | None = None, source: str = "test") -> str:

@@ -9,23 +9,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from services.points import rules, schemas, service
-from shared.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
-from shared.errors import (
-    COMMON_ERRORS,
+from services.points.errors import (
     CurrencyMismatch,
-    Forbidden,
-    IdempotencyConflict,
     InsufficientPoints,
-    LoyaltyError,
     MemberInactive,
     MemberNotFound,
-    NotFound,
     RefundExceedsPurchase,
-    problem_responses,
 )
-from shared.pagination import Cursor, Limit, Page
+from shared.errors import COMMON_ERRORS, Forbidden, IdempotencyConflict, LoyaltyError, NotFound
+from shared.http.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
+from shared.http.pagination import Cursor, Limit, Page
+from shared.http.problems import problem_responses
+from shared.http.types import ID_PATTERN, MemberIdPath
 from shared.runtime import Db
-from shared.types import ID_PATTERN, MemberIdPath
 
 router = APIRouter(prefix="/v1")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from services.points import service
-from shared import events
-from shared.consumer import BatchHandler, Handler, handle, handle_many
-from shared.events import Topic
+from shared.messaging import events
+from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
+from shared.messaging.events import Topic
 
 TOPICS = [Topic.TIERS, Topic.REDEMPTIONS]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from services.points import service
-from shared.db import Database
+from shared.db.database import Database
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain
 from services.points.models import LedgerEntry, Lot, Member
-from shared.db import utcnow
+from shared.clock import utcnow
 
 EARNING_KINDS = {"earn", "bonus"}
 

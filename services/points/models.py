@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import inbox_table
-from shared.db import Money, UTCDateTime, new_metadata
-from shared.idempotency import idempotency_table
-from shared.outbox import outbox_table
+from shared.db.types import Money, UTCDateTime, new_metadata
+from shared.http.idempotency import idempotency_table
+from shared.messaging.consumer import inbox_table
+from shared.messaging.outbox import outbox_table
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 

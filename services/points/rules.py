@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
 from services.points.models import EarningRule, Program, idempotency
-from shared.db import utcnow
+from shared.clock import utcnow
 from shared.errors import InvalidRequest, NotFound
-from shared.idempotency import IdempotencyKeys, request_hash
-from shared.pagination import decode_cursor, encode_cursor
+from shared.http.idempotency import IdempotencyKeys, request_hash
+from shared.http.pagination import decode_cursor, encode_cursor
 
 IDEMPOTENCY = IdempotencyKeys(idempotency)
 _RULE_IN: TypeAdapter[schemas.MultiplierRuleIn | schemas.BonusRuleIn] = TypeAdapter(schemas.RuleIn)

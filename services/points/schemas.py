@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from shared.types import Amount, ClientId, Currency, ScheduleTime, Timestamp, check_currency_decimals
+from shared.http.types import Amount, ClientId, Currency, ScheduleTime, Timestamp, check_currency_decimals
 
 MemberStatus = Literal["active", "suspended", "closed"]
 

@@ -15,6 +15,13 @@ from sqlalchemy import Insert, Row, Select, Table, Update, and_, bindparam, inse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, ledger, rules, schemas
+from services.points.errors import (
+    CurrencyMismatch,
+    InsufficientPoints,
+    MemberInactive,
+    MemberNotFound,
+    RefundExceedsPurchase,
+)
 from services.points.models import (
     Base,
     LedgerEntry,
@@ -27,21 +34,16 @@ from services.points.models import (
     idempotency,
     outbox,
 )
-from shared import events
-from shared.db import Database, UTCDateTime, WritesTogether, insert_ignoring_conflicts, next_id, utcnow
-from shared.driver import DriverStatement
-from shared.errors import (
-    CurrencyMismatch,
-    InsufficientPoints,
-    InvalidRequest,
-    MemberInactive,
-    MemberNotFound,
-    NotFound,
-    RefundExceedsPurchase,
-)
-from shared.idempotency import IdempotencyKeys, request_hash
-from shared.outbox import Outbox
-from shared.pagination import decode_cursor, encode_cursor
+from shared.clock import utcnow
+from shared.db.database import Database
+from shared.db.driver import DriverStatement, WritesTogether
+from shared.db.statements import insert_ignoring_conflicts, next_id
+from shared.db.types import UTCDateTime
+from shared.errors import InvalidRequest, NotFound
+from shared.http.idempotency import IdempotencyKeys, request_hash
+from shared.http.pagination import decode_cursor, encode_cursor
+from shared.messaging import events
+from shared.messaging.outbox import Outbox
 
 SOURCE = "points"
 OUTBOX = Outbox(outbox, SOURCE)
@@ -196,7 +198,7 @@ async def balance(db: Database, member_id: str) -> schemas.Balance:
     (it is its own snapshot). When a lot is due (matured or expired) the balance is read again in a
     transaction that settles it first, which only happens when such a lot exists."""
     now = utcnow()
-    rows: Sequence[Any] = await _BALANCE.read(db, {"member_id": member_id, "now": now,
+    rows: Sequence[Any] = await _BALANCE.read(db.engine, {"member_id": member_id, "now": now,
                                                     "window_end": now + EXPIRING_WINDOW})
     if not rows:
         raise MemberNotFound(f"No member '{member_id}'; enroll it with PUT /v1/members/{member_id}.")
@@ -266,7 +268,7 @@ async def ledger_page(db: Database, member_id: str, limit: int, cursor: str | No
         if not isinstance(before, int):
             raise InvalidRequest("cursor: not a cursor this service gave out")
         params["before"] = before
-    rows = await _LEDGER_PAGE["before" in params].read(db, params)
+    rows = await _LEDGER_PAGE["before" in params].read(db.engine, params)
     if not rows:
         async with db.read() as session:
             await get_member(session, member_id)

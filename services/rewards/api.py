@@ -8,24 +8,21 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.rewards import schemas, service
-from services.rewards.settlements import Settlements
-from shared.auth import Admin, MembersRead, RedemptionsWrite, VouchersUse
-from shared.errors import (
-    COMMON_ERRORS,
-    Conflict,
-    IdempotencyConflict,
+from services.rewards.errors import (
     LimitReached,
-    NotFound,
     OutOfStock,
     RewardNotFound,
     RewardUnavailable,
     TierTooLow,
     VoucherAlreadyUsed,
-    problem_responses,
 )
-from shared.pagination import Cursor, Limit, Page
+from services.rewards.settlements import Settlements
+from shared.errors import COMMON_ERRORS, Conflict, IdempotencyConflict, NotFound
+from shared.http.auth import Admin, MembersRead, RedemptionsWrite, VouchersUse
+from shared.http.pagination import Cursor, Limit, Page
+from shared.http.problems import problem_responses
+from shared.http.types import ID_PATTERN, MemberIdPath
 from shared.runtime import Db
-from shared.types import ID_PATTERN, MemberIdPath
 
 router = APIRouter(prefix="/v1")
 

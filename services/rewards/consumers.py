@@ -7,9 +7,9 @@ settling them together costs a handful of statements instead of a handful per an
 from __future__ import annotations
 
 from services.rewards import service
-from shared import events
-from shared.consumer import BatchHandler, Handler, handle, handle_many
-from shared.events import Topic
+from shared.messaging import events
+from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
+from shared.messaging.events import Topic
 
 TOPICS = [Topic.POINTS, Topic.TIERS, Topic.MEMBERS]
 

@@ -27,8 +27,9 @@ from prometheus_client import Counter
 
 from services.rewards import service
 from services.rewards.settings import DEFAULT_RETRY_MAX_SECONDS, DEFAULT_RETRY_SECONDS, Settings
+from shared.clock import utcnow
 from shared.context import correlation_id
-from shared.db import Database, utcnow
+from shared.db.database import Database
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)

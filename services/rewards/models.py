@@ -12,10 +12,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import inbox_table
-from shared.db import UTCDateTime, new_metadata
-from shared.idempotency import idempotency_table
-from shared.outbox import outbox_table
+from shared.db.types import UTCDateTime, new_metadata
+from shared.http.idempotency import idempotency_table
+from shared.messaging.consumer import inbox_table
+from shared.messaging.outbox import outbox_table
 
 
 class Base(DeclarativeBase):

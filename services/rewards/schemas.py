@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from shared.types import ClientId, ScheduleTime
+from shared.http.types import ClientId, ScheduleTime
 
 RedemptionStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
 VoucherStatus = Literal["active", "used", "cancelled"]

@@ -17,37 +17,39 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.rewards import domain, schemas
-from services.rewards.models import Base, Member, Redemption, Reward, Tier, Voucher, idempotency, outbox
-from shared import events
-from shared.db import insert_ignoring_conflicts, upsert, utcnow
-from shared.errors import (
-    Conflict,
-    InvalidRequest,
+from services.rewards.errors import (
     LimitReached,
-    LoyaltyError,
-    NotFound,
     OutOfStock,
     RewardNotFound,
     RewardUnavailable,
     TierTooLow,
     VoucherAlreadyUsed,
 )
-from shared.idempotency import IdempotencyKeys, request_hash
-from shared.outbox import Outbox
-from shared.pagination import decode_cursor, encode_cursor
+from services.rewards.models import Base, Member, Redemption, Reward, Tier, Voucher, idempotency, outbox
+from shared.clock import utcnow
+from shared.db.database import unit_of_work
+from shared.db.statements import insert_ignoring_conflicts, upsert
+from shared.errors import Conflict, InvalidRequest, LoyaltyError, NotFound
+from shared.http.idempotency import IdempotencyKeys, request_hash
+from shared.http.pagination import decode_cursor, encode_cursor
+from shared.messaging import events
+from shared.messaging.outbox import Outbox
+from shared.signals import Signal
 
 SOURCE = "rewards"
 OUTBOX = Outbox(outbox, SOURCE)
 IDEMPOTENCY = IdempotencyKeys(idempotency)
 HOLDING = ("pending", "confirmed")  # redemptions that hold stock and count against a member's limit
-SETTLED = "settled_redemptions"  # session.info: {redemption_id: the redemption} this transaction settled
-REQUESTED = "requested_redemptions"  # session.info: ids of the redemptions this transaction created, pending
+# After the commit, for the requests of this process that wait on a redemption (``settlements``):
+REQUESTED: Signal[str] = Signal("redemption requested")  # created, pending
+SETTLED: Signal[list[schemas.Redemption]] = Signal("redemptions settled")  # confirmed or rejected
 CODE_ATTEMPTS = 5
 VOUCHERS = Base.metadata.tables["voucher"]
 MEMBERS = Base.metadata.tables["member"]
@@ -206,7 +208,7 @@ async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn) 
     ))
     if reward.stock_left is not None:
         await _take_stock(session, body.reward_id, body.quantity)
-    session.info.setdefault(REQUESTED, []).append(body.redemption_id)
+    unit_of_work(session).on_commit(partial(REQUESTED.emit, body.redemption_id))
     return answer, True
 
 
@@ -516,7 +518,8 @@ async def _issue_vouchers(session: AsyncSession, confirmed: list[schemas.Redempt
 
 def _mark_settled(session: AsyncSession, settled: list[schemas.Redemption]) -> None:
     """For ``Settlements``: the requests waiting on these get them once the transaction commits."""
-    session.info.setdefault(SETTLED, {}).update({redemption.redemption_id: redemption for redemption in settled})
+    if settled:
+        unit_of_work(session).on_commit(partial(SETTLED.emit, settled))
 
 
 async def _record_balances(session: AsyncSession, balances: Sequence[tuple[str, int]]) -> None:

@@ -1,10 +1,9 @@
 """Waiting for a redemption to settle (``GET /v1/redemptions/{id}?wait=S``) without polling the database hard.
 
-The use cases that settle a redemption put it in ``session.info`` (``service.SETTLED``); once their transaction
-commits, a ``Database.after_commit`` callback hands it to the requests waiting on it in this process, which
-answer with it without reading it again. For a settlement made by another instance, the waiting requests are
-re-checked every ``RECHECK_SECONDS`` by one query for all of them (not one query per request), made by
-whichever waiting request's turn comes first.
+The use cases that settle a redemption announce it once their unit of work commits (``service.SETTLED``, a
+commit hook); the requests waiting on it in this process answer with it without reading it again. For a
+settlement made by another instance, the waiting requests are re-checked every ``RECHECK_SECONDS`` by one
+query for all of them (not one query per request), made by whichever waiting request's turn comes first.
 
 A client asks for the outcome right after its ``POST`` was answered, when the redemption is still pending.
 This process remembers the redemptions it created that it has not seen settled (``service.REQUESTED``), and a
@@ -20,10 +19,8 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.rewards import schemas, service
-from shared.db import Database
+from shared.db.database import Database
 
 RECHECK_SECONDS = 0.25
 REMEMBER_PENDING = 10_000  # created here and not seen settled: the oldest are forgotten beyond this
@@ -52,12 +49,11 @@ class Settlements:
         self._pending: dict[str, None] = {}  # insertion-ordered set: ids created here, not seen settled
         self._rechecking = asyncio.Lock()
         self._rechecked_at = float("-inf")
-        db.after_commit(self._after_commit)
+        service.REQUESTED.subscribe(self._remember_pending)
+        service.SETTLED.subscribe(self._settled)
 
-    def _after_commit(self, session: AsyncSession) -> None:
-        for redemption_id in session.info.pop(service.REQUESTED, ()):
-            self._remember_pending(redemption_id)
-        for answer in session.info.pop(service.SETTLED, {}).values():
+    def _settled(self, answers: list[schemas.Redemption]) -> None:
+        for answer in answers:
             self._wake(answer)
 
     def _remember_pending(self, redemption_id: str) -> None:

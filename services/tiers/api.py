@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from services.tiers import schemas, service
+from services.tiers.errors import MemberNotFound
 from services.tiers.settings import Settings
-from shared.auth import Admin, MembersRead
-from shared.errors import COMMON_ERRORS, MemberNotFound, problem_responses
-from shared.pagination import Cursor, Limit, Page
+from shared.errors import COMMON_ERRORS
+from shared.http.auth import Admin, MembersRead
+from shared.http.pagination import Cursor, Limit, Page
+from shared.http.problems import problem_responses
+from shared.http.types import MemberIdPath
 from shared.runtime import Db, runtime_of
-from shared.types import MemberIdPath
 
 router = APIRouter(prefix="/v1")
 

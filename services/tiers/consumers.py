@@ -14,9 +14,9 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import points_events, projections, service
-from shared import events
-from shared.consumer import BatchHandler, Handler, handle, handle_many
-from shared.events import EventData, Topic
+from shared.messaging import events
+from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
+from shared.messaging.events import EventData, Topic
 
 TOPICS = [Topic.MEMBERS, Topic.PURCHASES, Topic.POINTS, Topic.REDEMPTIONS]
 

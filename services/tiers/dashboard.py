@@ -26,17 +26,10 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import figures, projections, schemas, service
-from shared.auth import KeyStore, Scope, presented_key
-from shared.db import utcnow
-from shared.errors import (
-    Forbidden,
-    LoyaltyError,
-    NotFound,
-    ServiceUnavailable,
-    Unauthorized,
-    problem_response,
-    problem_responses,
-)
+from shared.clock import utcnow
+from shared.errors import Forbidden, LoyaltyError, NotFound, ServiceUnavailable, Unauthorized
+from shared.http.auth import KeyStore, Scope, presented_key
+from shared.http.problems import problem_response, problem_responses
 from shared.runtime import Db
 
 router = APIRouter(tags=["analytics"])

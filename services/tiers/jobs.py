@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from services.tiers import service
 from services.tiers.settings import Settings
-from shared.db import utcnow
+from shared.clock import utcnow
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)

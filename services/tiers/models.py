@@ -17,9 +17,9 @@ from decimal import Decimal
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, SmallInteger, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import inbox_table
-from shared.db import Money, UTCDateTime, new_metadata
-from shared.outbox import outbox_table
+from shared.db.types import Money, UTCDateTime, new_metadata
+from shared.messaging.consumer import inbox_table
+from shared.messaging.outbox import outbox_table
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 

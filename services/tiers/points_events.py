@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import figures, projections, service
 from services.tiers.models import Base, Member, Purchase
-from shared import events
-from shared.db import upsert, utcnow
+from shared.clock import utcnow
+from shared.db.statements import upsert
+from shared.messaging import events
 
 BALANCE_TABLE = Base.metadata.tables["points_balance"]
 

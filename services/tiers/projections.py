@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import figures, segments, service
 from services.tiers.models import Base, PointsWeek, Redemption, SegmentRun
-from shared import events
-from shared.db import insert_ignoring_conflicts, utcnow
+from shared.clock import utcnow
+from shared.db.statements import insert_ignoring_conflicts
+from shared.messaging import events
 
 WEEK_TABLE = Base.metadata.tables["points_week"]
 KIND_OF: dict[type[events.EventData], figures.PointsKind] = {

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.types import Amount, ClientId, Multiplier
+from shared.http.types import Amount, ClientId, Multiplier
 
 Basis = Literal["spend", "points"]
 Downgrade = Literal["to_qualified", "one_level", "never"]

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import domain, schemas, segments
+from services.tiers.errors import MemberNotFound
 from services.tiers.models import (
     Base,
     Member,
@@ -55,11 +56,14 @@ from services.tiers.models import (
     TierProgram,
     outbox,
 )
-from shared import events
-from shared.db import MONEY_SCALE, Database, Money, insert_ignoring_conflicts, utcnow
-from shared.errors import InvalidRequest, MemberNotFound
-from shared.outbox import Outbox
-from shared.pagination import decode_cursor, encode_cursor
+from shared.clock import utcnow
+from shared.db.database import Database
+from shared.db.statements import insert_ignoring_conflicts
+from shared.db.types import MONEY_SCALE, Money
+from shared.errors import InvalidRequest
+from shared.http.pagination import decode_cursor, encode_cursor
+from shared.messaging import events
+from shared.messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from shared.cli import app as cli
+from ops.cli import app as cli
 from shared.settings import ServiceSettings
 from tests.support import ROOT, SERVICES
 

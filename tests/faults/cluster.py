@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from shared.kafka import all_topic_names, delete_topics
+from shared.messaging.kafka import all_topic_names, delete_topics
 from tests.support import ADMIN_KEY, SERVICES, db_name, db_url, ensure_postgres, recreate_schema
 from tests.system.harness import ServiceProcess, free_port
 

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.events import Topic
-from shared.kafka import topic_name
+from shared.messaging.events import Topic
+from shared.messaging.kafka import topic_name
 from tests.system.harness import ServiceProcess, System, eventually, running_system
 
 pytestmark = pytest.mark.slow

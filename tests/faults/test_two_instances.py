@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.events import Topic
+from shared.messaging.events import Topic
 from tests.faults.cluster import Cluster, ledger_of, post_until_answered, purchase, running_cluster
 from tests.faults.test_processes_killed import check_exactly_once, enroll_all
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from shared.db import utcnow
+from shared.clock import utcnow
 
 
 def purchase(purchase_id: str, member_id: str, total: str = "10.00", **fields: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.db import clock
+from shared.clock import clock
 from tests.support import service_client
 
 

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 
-from shared import events
+from shared.messaging import events
 from tests.points.builders import enroll, purchase
 from tests.support import deliver, outbox_events
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from shared.migrations import upgrade
+from shared.db.migrations import upgrade
 from tests.support import service_client
 
 PURCHASE = {"occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "currency": "USD"}

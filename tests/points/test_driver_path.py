@@ -1,4 +1,4 @@
-"""The statements that run on asyncpg directly (``shared.driver``) answer as SQLAlchemy would: the same rows
+"""The statements that run on asyncpg directly (``shared.db.driver``) answer as SQLAlchemy would: the same rows
 and types, the same problems for the same failures, and a connection the server dropped leaves the pool."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from sqlalchemy import select, text
 
 from services.points import service
 from services.points.models import Member, Program
-from shared.db import Database
-from shared.driver import DriverStatement
+from shared.db.database import Database
+from shared.db.driver import DriverStatement
 from tests.points.builders import purchase
 
 
@@ -25,7 +25,7 @@ async def test_rows_and_types_are_those_of_sqlalchemy(client: httpx.AsyncClient,
     async with db.transaction() as session:
         expected = (await session.execute(statement)).all()
         in_transaction = await DriverStatement(statement).run_in(session, {})
-    alone = await DriverStatement(statement).read(db, {})
+    alone = await DriverStatement(statement).read(db.engine, {})
     assert [tuple(row) for row in in_transaction] == [tuple(row) for row in alone] == [tuple(r) for r in expected]
     row = alone[0]
     assert row.enrolled_at.tzinfo is not None and row.birth_date.isoformat() == "1990-02-03"

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.points import jobs
-from shared import events
+from shared.messaging import events
 from tests.points.builders import available, buy, enroll, program
 from tests.points.ledger_checks import assert_balanced
 from tests.support import deliver, outbox_events

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from services.points import jobs
-from shared import events
-from shared.db import clock
+from shared.clock import clock
+from shared.messaging import events
 from tests.points.builders import now_purchase, program
 from tests.points.ledger_checks import assert_balanced
 from tests.support import deliver, recreate_schema, service_client, service_db_url, truncate_all

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from services.points import service
 from services.points.models import RedemptionDebit
-from shared import events
-from shared.db import clock
+from shared.clock import clock
+from shared.messaging import events
 from tests.points.builders import buy, enroll, program
 from tests.points.ledger_checks import assert_balanced
 from tests.support import deliver, outbox_events, service_client

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.db import utcnow
+from shared.clock import utcnow
 from tests.points.builders import available, buy, enroll, now_purchase, purchase
 from tests.points.ledger_checks import assert_balanced
 

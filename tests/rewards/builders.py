@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from shared import events
+from shared.messaging import events
 from tests.support import deliver
 
 LADDER = ["bronze", "silver", "gold"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.db import utcnow
+from shared.clock import utcnow
 from tests.rewards.builders import earned, put_reward, redeem, reward, settle, stock_left, tier_changed
 from tests.support import deliver
 

@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.migrations import alembic_config, empty_schema, upgrade
+from shared.db.migrations import alembic_config, empty_schema, upgrade
 from tests.support import db_name, db_url, ensure_postgres
 
 SCRATCH_PG = db_name("loyalty_test_rewards_migrations")  # its own database: nothing else is disturbed

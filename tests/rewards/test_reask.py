@@ -17,7 +17,7 @@ from services.rewards import domain, jobs
 from services.rewards.app import SPEC
 from services.rewards.models import Redemption
 from services.rewards.settings import Settings
-from shared.db import Database
+from shared.db.database import Database
 from tests.rewards.builders import declined, put_reward, redeem, settle, spent, stock_left
 from tests.support import deliver, outbox_events, service_client, service_db_url
 

@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from services.rewards import service
 from services.rewards.models import Member
-from shared import events
-from shared.consumer import Delivery, EventConsumer
-from shared.events import EventData
-from shared.migrations import upgrade
+from shared.db.migrations import upgrade
+from shared.messaging import events
+from shared.messaging.consumer import Delivery, EventConsumer
+from shared.messaging.events import EventData
 from tests.rewards.builders import VOUCHER_CODE, declined, put_reward, redeem, redemption, spent, stock_left
 from tests.support import outbox_events, service_client
 

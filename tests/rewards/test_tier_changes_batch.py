@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from services.rewards import service
 from services.rewards.models import Member, Tier
-from shared import events
+from shared.messaging import events
 from tests.rewards.builders import earned, tier_changed
 from tests.support import deliver, service_client
 

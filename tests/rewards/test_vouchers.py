@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.auth import hash_key
-from shared.pagination import encode_cursor
+from shared.http.auth import hash_key
+from shared.http.pagination import encode_cursor
 from tests.rewards.builders import put_reward, redeem, redemption, settle, stock_left
 from tests.support import outbox_events, service_client
 

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from services.points.models import Base
-from shared.db import Database
+from shared.db.database import Database
 
 
 @pytest.fixture

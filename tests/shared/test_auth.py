@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import auth
-from shared.auth import KeyRecord, KeyStore, Scope, hash_key, write_keys_file
+from shared.http import auth
+from shared.http.auth import KeyRecord, KeyStore, Scope, hash_key, write_keys_file
 from tests.support import service_client
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.auth import KeyRecord, hash_key, write_keys_file
+from shared.http.auth import KeyRecord, hash_key, write_keys_file
 from tests.support import SERVICES, service_client
 
 OPEN = {"/healthz", "/readyz", "/asyncapi.json"}

@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.consumer import Delivery, EventConsumer
+from ops.dlt import list_dead_letters, replay_dead_letters
 from shared.context import correlation_for
-from shared.db import Database
-from shared.dlt import list_dead_letters, replay_dead_letters
-from shared.events import Envelope, EventData, MemberEnrolled, Topic
-from shared.kafka import all_topic_names, delete_topics, ensure_topics
+from shared.db.database import Database
+from shared.messaging.consumer import Delivery, EventConsumer
+from shared.messaging.events import Envelope, EventData, MemberEnrolled, Topic
+from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics
 
 pytestmark = pytest.mark.usefixtures("kafka")
 

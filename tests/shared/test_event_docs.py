@@ -9,12 +9,12 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from shared.asyncapi import DOCS_DIR, SAMPLES, TOPICS, asyncapi_document, event_docs, producer_of
-from shared.events import EVENT_TYPES
+from shared.messaging.asyncapi import DOCS_DIR, SAMPLES, TOPICS, asyncapi_document, event_docs, producer_of
+from shared.messaging.events import EVENT_TYPES
 from tests.support import service_client
 
 REGENERATE = "docs/events/ is out of date with shared/events.py: run `loyalty docs events` " \
-             "(or `python -m shared.asyncapi`) and commit the result"
+             "(or `python -m shared.messaging.asyncapi`) and commit the result"
 
 
 def checked_in(name: str) -> dict[str, Any]:

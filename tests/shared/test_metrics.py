@@ -19,11 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.points.service import OUTBOX as POINTS_OUTBOX
 from services.rewards.jobs import reask_stale
-from shared import events
-from shared.db import clock, utcnow
-from shared.events import Envelope, parse_data
-from shared.kafka import all_topic_names, delete_topics, ensure_topics
-from shared.outbox import OutboxRelay
+from shared.clock import clock, utcnow
+from shared.messaging import events
+from shared.messaging.events import Envelope, parse_data
+from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics
+from shared.messaging.outbox import OutboxRelay
 from shared.runtime import Runtime
 from tests.points.builders import enroll, now_purchase, program
 from tests.rewards.builders import put_reward, redeem

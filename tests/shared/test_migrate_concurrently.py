@@ -10,7 +10,7 @@ import sys
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.migrations import empty_schema
+from shared.db.migrations import empty_schema
 from tests.support import ROOT, db_name, db_url, ensure_postgres
 
 DATABASE = db_name("loyalty_test_migrate_race")
@@ -24,7 +24,7 @@ async def test_four_migrators_at_once_all_succeed_and_agree() -> None:
     # Separate processes, as in a cluster (Alembic's context is global to a process).
     migrators = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shared.cli", "migrate", "points", cwd=ROOT,
+            sys.executable, "-m", "ops.cli", "migrate", "points", cwd=ROOT,
             env={**os.environ, "POINTS_DATABASE_URL": url}, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

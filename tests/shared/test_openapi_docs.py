@@ -15,11 +15,11 @@ import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 
-from shared import events
-from shared.apidocs import PUBLIC, SECURITY_SCHEMES, TAGS
-from shared.asyncapi import SAMPLES
-from shared.auth import KeyRecord, Scope, hash_key, write_keys_file
-from shared.errors import PROBLEM_JSON
+from shared.http.apidocs import PUBLIC, SECURITY_SCHEMES, TAGS
+from shared.http.auth import KeyRecord, Scope, hash_key, write_keys_file
+from shared.http.problems import PROBLEM_JSON
+from shared.messaging import events
+from shared.messaging.asyncapi import SAMPLES
 from tests.support import SERVICES, deliver, service_client, settings_for
 
 Operation = tuple[str, str]  # method, path

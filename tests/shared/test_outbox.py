@@ -11,9 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Table, select
 
-from shared.db import Database
-from shared.events import MemberEnrolled
-from shared.outbox import Outbox, OutboxRelay
+from shared.db.database import Database
+from shared.messaging.events import MemberEnrolled
+from shared.messaging.outbox import Outbox, OutboxRelay
 from tests.support import kafka_sh
 from tests.system.harness import free_port
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner, Result
 
-from shared.cli import app
+from ops.cli import app
 from tests.support import ADMIN_KEY
 from tests.system.harness import System
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.kafka import all_topic_names, delete_topics
+from shared.messaging.kafka import all_topic_names, delete_topics
 from tests.support import ADMIN_KEY, ROOT, SERVICES, db_name, db_url, recreate_schema
 
 

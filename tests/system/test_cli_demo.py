@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.operator.demo_data import generate
+from ops.demo_data import generate
 from tests.system.cli_support import loyalty
 from tests.system.harness import System
 

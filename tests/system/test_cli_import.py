@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.operator.client import Api, Endpoints
-from shared.operator.csv_rows import side_files
-from shared.operator.importer import import_file
+from ops.client import Api, Endpoints
+from ops.csv_rows import side_files
+from ops.importer import import_file
 from tests.support import ADMIN_KEY
 from tests.system.cli_support import loyalty
 from tests.system.harness import System

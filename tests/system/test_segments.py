@@ -27,8 +27,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.kafka import all_topic_names, delete_topics
-from shared.migrations import empty_schema
+from shared.db.migrations import empty_schema
+from shared.messaging.kafka import all_topic_names, delete_topics
 from tests.support import ROOT, db_name, db_url, ensure_postgres, recreate_schema
 from tests.system.harness import System, eventually
 from tests.tiers.snapshots import tiers_state

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared import events
-from shared.db import utcnow
+from shared.clock import utcnow
+from shared.messaging import events
 
 LADDER = ["bronze", "silver", "gold"]
 

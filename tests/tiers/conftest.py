@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.db import Database
+from shared.db.database import Database
 from tests.support import service_client
 
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.auth import hash_key
-from shared.db import utcnow
+from shared.clock import utcnow
+from shared.http.auth import hash_key
 from tests.support import deliver, outbox_events, service_client
 from tests.tiers.builders import enrolled, program, purchase, tier
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.db import utcnow
-from shared.events import MemberUpdated
+from shared.clock import utcnow
+from shared.messaging.events import MemberUpdated
 from tests.support import deliver, outbox_events
 from tests.tiers.builders import (
     LADDER,

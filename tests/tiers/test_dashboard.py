@@ -12,10 +12,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.tiers import dashboard, figures, rebuild
-from shared import events
-from shared.auth import KeyRecord, hash_key, write_keys_file
-from shared.db import utcnow
+from ops import rebuild
+from services.tiers import dashboard, figures
+from shared.clock import utcnow
+from shared.http.auth import KeyRecord, hash_key, write_keys_file
+from shared.messaging import events
 from tests.support import ADMIN_KEY, deliver, service_client
 from tests.tiers.builders import balance_event, enrolled, points_earned, program
 from tests.tiers.pages import read_tables

@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.tiers import service
-from shared.migrations import alembic_config, upgrade
+from shared.db.migrations import alembic_config, upgrade
 from tests.support import db_name, db_url, deliver, ensure_postgres, recreate_schema, service_client
 from tests.tiers.builders import enrolled, purchase
 

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from services.tiers import consumers
 from services.tiers.models import PointsBalance, PointsWeek
-from shared import events
-from shared.consumer import EventConsumer
-from shared.events import EventData
+from shared.messaging import events
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.events import EventData
 from tests.support import deliver
 from tests.tiers.builders import balance_event, enrolled, points_earned, program, purchase
 from tests.tiers.snapshots import standing

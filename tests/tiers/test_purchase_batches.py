@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from services.tiers import consumers, service
 from services.tiers.models import Member, Purchase, inbox
-from shared import events
-from shared.consumer import EventConsumer
-from shared.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
+from shared.messaging import events
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
 from tests.support import deliver, outbox_events, service_client
 from tests.tiers.builders import enrolled, points_earned, program, purchase, refund
 from tests.tiers.snapshots import standing
@@ -146,7 +146,7 @@ async def test_a_poison_purchase_in_a_batch_fails_alone(client: httpx.AsyncClien
 async def test_a_batch_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'tiers.db'}"
     from services.tiers.models import Base
-    from shared.db import Database
+    from shared.db.database import Database
 
     database = Database(url)
     async with database.engine.begin() as connection:

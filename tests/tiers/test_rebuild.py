@@ -18,15 +18,15 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from ops.rebuild import RebuildError, read_program, rebuild
 from services.tiers import schemas, service
 from services.tiers.models import outbox
-from services.tiers.rebuild import RebuildError, read_program, rebuild
 from services.tiers.settings import Settings
-from shared import events
-from shared.consumer import EventConsumer
-from shared.db import clock
-from shared.events import Envelope, EventData
-from shared.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
+from shared.clock import clock
+from shared.messaging import events
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.events import Envelope, EventData
+from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
 from shared.runtime import Runtime
 from tests.support import KAFKA, db_name, db_url, ensure_postgres, recreate_schema, service_client
 from tests.tiers.builders import balance_event, enrolled, points_earned, program, purchase, refund, updated

@@ -15,12 +15,13 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from ops.cli import app as cli
 from services.tiers import jobs, service
 from services.tiers.app import SPEC
-from shared import events
-from shared.auth import hash_key
-from shared.cli import app as cli
-from shared.db import Database, clock
+from shared.clock import clock
+from shared.db.database import Database
+from shared.http.auth import hash_key
+from shared.messaging import events
 from tests.support import deliver, outbox_events, service_client, service_db_url
 from tests.tiers.builders import balance_event, enrolled, points_earned, program, purchase, refund, updated
 

@@ -13,7 +13,8 @@ from sqlalchemy import update
 from services.tiers import jobs, service
 from services.tiers.app import SPEC
 from services.tiers.models import Member, Purchase
-from shared.db import Database, utcnow
+from shared.clock import utcnow
+from shared.db.database import Database
 from tests.support import deliver, outbox_events
 from tests.tiers.builders import program, purchase, refund, tier
 

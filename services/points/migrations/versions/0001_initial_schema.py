@@ -6,7 +6,7 @@ Create Date: 2026-11-24 19:28:17.165335
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.db.types
 
 
 revision = '0001'
@@ -21,9 +21,9 @@ def upgrade() -> None:
     sa.Column('rule_id', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('definition', sa.JSON(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deleted_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('rule_id', name=op.f('pk_earning_rule'))
     )
     op.create_table('idempotency_key',
@@ -32,13 +32,13 @@ def upgrade() -> None:
     sa.Column('request_hash', sa.String(length=64), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=True),
     sa.Column('response', sa.Text(), nullable=True),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('operation', 'key', name=op.f('pk_idempotency_key'))
     )
     op.create_table('inbox',
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_inbox'))
     )
     op.create_table('member',
@@ -49,8 +49,8 @@ def upgrade() -> None:
     sa.Column('birth_date', sa.Date(), nullable=True),
     sa.Column('referred_by', sa.String(length=64), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('enrolled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('enrolled_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('tier_id', sa.String(length=64), nullable=True),
     sa.Column('earn_multiplier', sa.Numeric(precision=8, scale=4), nullable=False),
     sa.Column('available', sa.BigInteger(), nullable=False),
@@ -68,8 +68,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
     )
@@ -83,7 +83,7 @@ def upgrade() -> None:
     sa.Column('expiry_days', sa.Integer(), nullable=False),
     sa.Column('pending_days', sa.Integer(), nullable=False),
     sa.Column('excluded_categories', sa.JSON(), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_program'))
     )
     op.create_table('redemption_debit',
@@ -93,7 +93,7 @@ def upgrade() -> None:
     sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=True),
     sa.Column('refunded', sa.Boolean(), nullable=False),
-    sa.Column('decided_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('redemption_id', name=op.f('pk_redemption_debit'))
     )
     with op.batch_alter_table('redemption_debit', schema=None) as batch_op:
@@ -105,7 +105,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('balance_after', sa.BigInteger(), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('purchase_id', sa.String(length=64), nullable=True),
     sa.Column('refund_id', sa.String(length=64), nullable=True),
     sa.Column('redemption_id', sa.String(length=64), nullable=True),
@@ -126,9 +126,9 @@ def upgrade() -> None:
     sa.Column('entry_id', sa.BigInteger(), nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('remaining', sa.BigInteger(), nullable=False),
-    sa.Column('earned_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('available_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('earned_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('available_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('pending', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['member.member_id'], name=op.f('fk_lot_member_id_member')),
     sa.PrimaryKeyConstraint('lot_id', name=op.f('pk_lot'))
@@ -143,16 +143,16 @@ def upgrade() -> None:
     sa.Column('member_id', sa.String(length=64), nullable=False),
     sa.Column('store_id', sa.String(length=64), nullable=True),
     sa.Column('channel', sa.String(length=32), nullable=True),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
-    sa.Column('total', shared.db.Money(precision=20, scale=4), nullable=False),
-    sa.Column('refunded_amount', shared.db.Money(precision=20, scale=4), nullable=False),
+    sa.Column('total', shared.db.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('refunded_amount', shared.db.types.Money(precision=20, scale=4), nullable=False),
     sa.Column('points_earned', sa.BigInteger(), nullable=False),
     sa.Column('bonus_points', sa.BigInteger(), nullable=False),
     sa.Column('points_reversed', sa.BigInteger(), nullable=False),
     sa.Column('lot_id', sa.BigInteger(), nullable=True),
     sa.Column('lines', sa.JSON(), nullable=True),
-    sa.Column('recorded_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['member.member_id'], name=op.f('fk_purchase_member_id_member')),
     sa.PrimaryKeyConstraint('purchase_id', name=op.f('pk_purchase'))
     )
@@ -163,10 +163,10 @@ def upgrade() -> None:
     sa.Column('refund_id', sa.String(length=64), nullable=False),
     sa.Column('purchase_id', sa.String(length=64), nullable=False),
     sa.Column('member_id', sa.String(length=64), nullable=False),
-    sa.Column('amount', shared.db.Money(precision=20, scale=4), nullable=False),
+    sa.Column('amount', shared.db.types.Money(precision=20, scale=4), nullable=False),
     sa.Column('points_reversed', sa.BigInteger(), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('recorded_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['purchase_id'], ['purchase.purchase_id'], name=op.f('fk_refund_purchase_id_purchase')),
     sa.PrimaryKeyConstraint('refund_id', name=op.f('pk_refund'))
     )

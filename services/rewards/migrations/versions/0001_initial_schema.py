@@ -6,7 +6,7 @@ Create Date: 2026-11-24 19:37:11.113349
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.db.types
 
 
 revision = '0001'
@@ -23,13 +23,13 @@ def upgrade() -> None:
     sa.Column('request_hash', sa.String(length=64), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=True),
     sa.Column('response', sa.Text(), nullable=True),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('operation', 'key', name=op.f('pk_idempotency_key'))
     )
     op.create_table('inbox',
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_inbox'))
     )
     op.create_table('member',
@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.Column('tier_id', sa.String(length=64), nullable=True),
     sa.Column('tier_rank', sa.Integer(), nullable=False),
     sa.Column('available', sa.BigInteger(), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('member_id', name=op.f('pk_member'))
     )
     op.create_table('outbox',
@@ -48,8 +48,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
     )
@@ -65,18 +65,18 @@ def upgrade() -> None:
     sa.Column('stock_left', sa.Integer(), nullable=True),
     sa.Column('per_member_limit', sa.Integer(), nullable=True),
     sa.Column('min_tier', sa.String(length=64), nullable=True),
-    sa.Column('valid_from', shared.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('valid_until', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('valid_from', shared.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('valid_until', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('stock_left >= 0 AND stock_left <= stock', name=op.f('ck_reward_stock_left_in_range')),
     sa.PrimaryKeyConstraint('reward_id', name=op.f('pk_reward'))
     )
     op.create_table('tier',
     sa.Column('tier_id', sa.String(length=64), nullable=False),
     sa.Column('rank', sa.Integer(), nullable=False),
-    sa.Column('as_of', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('as_of', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('tier_id', name=op.f('pk_tier'))
     )
     op.create_table('redemption',
@@ -88,8 +88,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=True),
     sa.Column('voucher_code', sa.String(length=17), nullable=True),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['reward_id'], ['reward.reward_id'], name=op.f('fk_redemption_reward_id_reward')),
     sa.PrimaryKeyConstraint('redemption_id', name=op.f('pk_redemption'))
     )
@@ -103,8 +103,8 @@ def upgrade() -> None:
     sa.Column('reward_id', sa.String(length=64), nullable=False),
     sa.Column('member_id', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('store_id', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['redemption_id'], ['redemption.redemption_id'], name=op.f('fk_voucher_redemption_id_redemption')),
     sa.PrimaryKeyConstraint('code', name=op.f('pk_voucher')),

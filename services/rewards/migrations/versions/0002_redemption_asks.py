@@ -9,7 +9,7 @@ made NOT NULL; on SQLite the last step (and the partial index) goes through a ba
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.db.types
 
 
 revision = '0002'
@@ -20,11 +20,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('redemption', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('last_requested_at', shared.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('last_requested_at', shared.db.types.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('asks', sa.Integer(), nullable=True))
     op.execute("UPDATE redemption SET last_requested_at = created_at, asks = 1")
     with op.batch_alter_table('redemption', schema=None) as batch_op:
-        batch_op.alter_column('last_requested_at', existing_type=shared.db.UTCDateTime(timezone=True),
+        batch_op.alter_column('last_requested_at', existing_type=shared.db.types.UTCDateTime(timezone=True),
                               nullable=False)
         batch_op.alter_column('asks', existing_type=sa.Integer(), nullable=False)
         batch_op.create_index('ix_redemption_pending_asked', ['last_requested_at'], unique=False,

@@ -6,7 +6,7 @@ Create Date: 2026-11-24 19:41:40.447518
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.db.types
 
 
 revision = '0001'
@@ -20,18 +20,18 @@ def upgrade() -> None:
     op.create_table('inbox',
     sa.Column('event_id', sa.String(length=36), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('handled_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_inbox'))
     )
     op.create_table('member',
     sa.Column('member_id', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=True),
-    sa.Column('enrolled_at', shared.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('first_seen_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('enrolled_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('first_seen_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('tier_id', sa.String(length=64), nullable=False),
-    sa.Column('tier_since', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('retained_until', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('tier_since', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('retained_until', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('member_id', name=op.f('pk_member'))
     )
     with op.batch_alter_table('member', schema=None) as batch_op:
@@ -44,8 +44,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('event_id', name=op.f('uq_outbox_event_id'))
     )
@@ -56,9 +56,9 @@ def upgrade() -> None:
     sa.Column('refund_id', sa.String(length=64), nullable=False),
     sa.Column('purchase_id', sa.String(length=64), nullable=False),
     sa.Column('member_id', sa.String(length=64), nullable=False),
-    sa.Column('amount', shared.db.Money(precision=20, scale=4), nullable=False),
+    sa.Column('amount', shared.db.types.Money(precision=20, scale=4), nullable=False),
     sa.Column('points_reversed', sa.BigInteger(), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('occurred_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('refund_id', name=op.f('pk_refund'))
     )
     with op.batch_alter_table('refund', schema=None) as batch_op:
@@ -68,7 +68,7 @@ def upgrade() -> None:
     sa.Column('tier_id', sa.String(length=64), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('threshold', shared.db.Money(precision=20, scale=4), nullable=False),
+    sa.Column('threshold', shared.db.types.Money(precision=20, scale=4), nullable=False),
     sa.Column('earn_multiplier', sa.Numeric(precision=8, scale=4), nullable=False),
     sa.Column('perks', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('tier_id', name=op.f('pk_tier')),
@@ -80,17 +80,17 @@ def upgrade() -> None:
     sa.Column('window_days', sa.Integer(), nullable=False),
     sa.Column('retention_days', sa.Integer(), nullable=False),
     sa.Column('downgrade', sa.String(length=16), nullable=False),
-    sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('updated_by', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tier_program'))
     )
     op.create_table('purchase',
     sa.Column('purchase_id', sa.String(length=64), nullable=False),
     sa.Column('member_id', sa.String(length=64), nullable=False),
-    sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
-    sa.Column('total', shared.db.Money(precision=20, scale=4), nullable=False),
-    sa.Column('refunded', shared.db.Money(precision=20, scale=4), nullable=False),
+    sa.Column('total', shared.db.types.Money(precision=20, scale=4), nullable=False),
+    sa.Column('refunded', shared.db.types.Money(precision=20, scale=4), nullable=False),
     sa.Column('points_earned', sa.BigInteger(), nullable=False),
     sa.Column('points_reversed', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['member.member_id'], name=op.f('fk_purchase_member_id_member')),
@@ -105,7 +105,7 @@ def upgrade() -> None:
     sa.Column('from_tier', sa.String(length=64), nullable=True),
     sa.Column('to_tier', sa.String(length=64), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=False),
-    sa.Column('at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['member.member_id'], name=op.f('fk_tier_history_member_id_member')),
     sa.PrimaryKeyConstraint('entry_id', name=op.f('pk_tier_history'))
     )

@@ -9,7 +9,7 @@ Written by hand; new tables only, so it needs no batch mode on SQLite (its ALTER
 from alembic import op
 import sqlalchemy as sa
 
-import shared.db
+import shared.db.types
 
 
 revision = '0003'
@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column('quantity', sa.Integer(), nullable=False),
         sa.Column('points_cost', sa.BigInteger(), nullable=False),
         sa.Column('status', sa.String(length=16), nullable=False),
-        sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('updated_at', shared.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('redemption_id', name=op.f('pk_redemption')),
     )
     op.create_index(op.f('ix_redemption_reward_id'), 'redemption', ['reward_id'], unique=False)

@@ -1,0 +1,17 @@
+"""The errors of points' use cases (the generic ones are in ``shared.errors``)."""
+
+from __future__ import annotations
+
+from shared.errors import error_type
+
+MemberNotFound = error_type("MemberNotFound", 404, "member-not-found", "Member not found",
+                            "No member 'C-1001'; enroll it with PUT /v1/members/C-1001.")
+InsufficientPoints = error_type("InsufficientPoints", 422, "insufficient-points", "Not enough points",
+                                "Member 'C-1001' has 40 available points; 100 are needed.")
+RefundExceedsPurchase = error_type("RefundExceedsPurchase", 422, "refund-exceeds-purchase",
+                                   "Refund exceeds the purchase",
+                                   "Only 10.00 of purchase 'store-12:r-000123' is left to refund.")
+CurrencyMismatch = error_type("CurrencyMismatch", 422, "currency-mismatch", "Currency does not match the program",
+                              "The program runs in USD; this purchase is in EUR.")
+MemberInactive = error_type("MemberInactive", 422, "member-inactive", "Member is not active",
+                            "Member 'C-1001' is suspended and earns no points.")
