@@ -39,7 +39,7 @@ bench: install postgres kafka ## Performance figures beside same-run references 
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services tests
+	$(BIN)/mypy shared services ops bench tests
 
 format: install
 	$(BIN)/ruff check --fix .

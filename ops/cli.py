@@ -106,7 +106,7 @@ def expire_points() -> None:
 @jobs_app.command("evaluate-tiers")
 def evaluate_tiers() -> None:
     """Evaluate members whose tier retention has ended (downgrade or renew). Safe to repeat."""
-    from services.tiers.service import evaluate_all
+    from services.tiers.service.members import evaluate_all
 
     changed = asyncio.run(_with_database("tiers", evaluate_all))
     typer.echo(f"tiers: {changed} members changed tier")
@@ -115,7 +115,7 @@ def evaluate_tiers() -> None:
 @jobs_app.command("segments")
 def segments() -> None:
     """Recompute every member's RFM scores, value class, lifecycle and CLV; announce changes. Safe to repeat."""
-    from services.tiers.service import recompute_segments
+    from services.tiers.service.segmentation import recompute_segments
     from services.tiers.settings import Settings
 
     params = Settings().segment_params()
@@ -218,7 +218,7 @@ app.add_typer(docs_app, name="docs")
 def docs_events(
     out: Annotated[Path | None, typer.Option("--out", help="Folder (default: docs/events of the source tree)")] = None,
 ) -> None:
-    """Write the AsyncAPI document and one JSON Schema per event type from the models in shared/events.py."""
+    """Write the AsyncAPI document and one JSON Schema per event type from the models in shared/messaging/events.py."""
     written = write_event_docs(out or DOCS_DIR)
     typer.echo(f"{len(written)} files written to {(out or DOCS_DIR)}")
 

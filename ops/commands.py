@@ -1,4 +1,4 @@
-"""The `loyalty apply`, `loyalty import` and `loyalty demo` commands (registered in shared/cli.py)."""
+"""The `loyalty apply`, `loyalty import` and `loyalty demo` commands (registered in ops/cli.py)."""
 
 from __future__ import annotations
 

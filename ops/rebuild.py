@@ -40,8 +40,11 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiers import consumers, schemas, service
+from services.tiers import consumers, schemas
 from services.tiers.models import Member, Purchase, TierProgram, inbox, outbox
+from services.tiers.service.members import evaluate_all
+from services.tiers.service.program import put_program
+from services.tiers.service.segmentation import recompute_segments, restore_announced_segment
 from services.tiers.settings import Settings
 from shared.clock import utcnow
 from shared.context import correlation_id
@@ -110,7 +113,7 @@ async def rebuild(
         if program is not None:
             async with db.transaction() as session:
                 try:
-                    await service.put_program(session, program, ACTOR)
+                    await put_program(session, program, ACTOR)
                 except LoyaltyError as exc:
                     raise RebuildError(f"the program is not valid: {exc.detail}") from exc
         report = Report()
@@ -118,8 +121,8 @@ async def rebuild(
         async with db.transaction() as session:
             await session.execute(update(outbox).where(outbox.c.published_at.is_(None)).values(published_at=utcnow()))
         moment = now or utcnow()
-        report.tier_changes = await service.evaluate_all(db, now=moment)
-        report.segments = await service.recompute_segments(db, now=moment, params=settings.segment_params())
+        report.tier_changes = await evaluate_all(db, now=moment)
+        report.segments = await recompute_segments(db, now=moment, params=settings.segment_params())
         return report
     finally:
         await db.dispose()
@@ -148,7 +151,7 @@ def _as_of_event_time(use_case: consumers.UseCase) -> Handler:
 
 HANDLERS: dict[str, Handler] = {
     **{event_type.TYPE: _as_of_event_time(use_case) for event_type, use_case in consumers.USE_CASES.items()},
-    MemberSegmentChanged.TYPE: _as_of_event_time(service.restore_announced_segment),
+    MemberSegmentChanged.TYPE: _as_of_event_time(restore_announced_segment),
 }
 
 

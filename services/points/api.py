@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from services.points import rules, schemas, service
+from services.points import schemas
 from services.points.errors import (
     CurrencyMismatch,
     InsufficientPoints,
@@ -16,6 +16,7 @@ from services.points.errors import (
     MemberNotFound,
     RefundExceedsPurchase,
 )
+from services.points.service import balances, members, operators, program, purchases, rules
 from shared.errors import COMMON_ERRORS, Forbidden, IdempotencyConflict, LoyaltyError, NotFound
 from shared.http.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
 from shared.http.pagination import Cursor, Limit, Page
@@ -57,8 +58,8 @@ async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, ca
     if body.status is not None and not caller.allows(Scope.ADMIN):
         raise Forbidden("Changing a member's status needs the 'admin' scope.")
     async with db.transaction() as session:
-        member, created = await service.upsert_member(session, member_id, body)
-        answer = service.member_out(member)
+        member, created = await members.upsert_member(session, member_id, body)
+        answer = members.member_out(member)
     return written(answer.model_dump(mode="json"), created)
 
 
@@ -69,7 +70,7 @@ async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, ca
 async def get_member(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Member:
     """A member's profile, status and current tier."""
     async with db.read() as session:
-        return service.member_out(await service.get_member(session, member_id))
+        return members.member_out(await members.get_member(session, member_id))
 
 
 @router.get(
@@ -78,7 +79,7 @@ async def get_member(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas
 )
 async def get_balance(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Balance:
     """Available and pending points, lifetime totals and what expires in the next 30 days."""
-    return await service.balance(db, member_id)
+    return await balances.balance(db, member_id)
 
 
 @router.get(
@@ -89,7 +90,7 @@ async def get_ledger(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Lim
                      ) -> Page[schemas.LedgerEntry]:
     """Every change of the balance with the balance after it. Pass `next_cursor` back as `cursor` for the
     next page."""
-    items, next_cursor = await service.ledger_page(db, member_id, limit, cursor)
+    items, next_cursor = await balances.ledger_page(db, member_id, limit, cursor)
     return Page[schemas.LedgerEntry](items=items, next_cursor=next_cursor)
 
 
@@ -102,7 +103,7 @@ async def post_adjustment(member_id: MemberIdPath, body: schemas.AdjustmentIn, d
     """Adds or removes points with a reason; the key's name is recorded as the actor. A removal cannot take
     the available balance below zero. Idempotent by `adjustment_id`."""
     async with db.transaction() as session:
-        answer, created = await service.adjust(session, member_id, body, caller.name)
+        answer, created = await operators.adjust(session, member_id, body, caller.name)
     return written(answer, created)
 
 
@@ -116,7 +117,7 @@ async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: D
     """Moves available points in one transaction; the receiver's lots keep the sender's expiry dates
     (households pool points this way). Idempotent by `transfer_id`."""
     async with db.transaction() as session:
-        answer, created = await service.transfer(session, member_id, body, caller.name)
+        answer, created = await operators.transfer(session, member_id, body, caller.name)
     return written(answer, created)
 
 
@@ -133,7 +134,7 @@ async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> 
     """Credits the member in the same transaction that stores the purchase. Retrying with the same
     `purchase_id` and body replays the first answer (200); another body is `409 idempotency-conflict`."""
     async with db.transaction() as session:
-        answer, created = await service.record_purchase(session, body)
+        answer, created = await purchases.record_purchase(session, body)
     return written(answer, created)
 
 
@@ -159,7 +160,7 @@ async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: Purchase
             continue
         try:
             async with db.transaction() as session:
-                answer, created = await service.record_purchase(session, purchase)
+                answer, created = await purchases.record_purchase(session, purchase)
             results.append(schemas.BatchItemResult(purchase_id=purchase_id, status=201 if created else 200,
                                                    body=answer))
         except LoyaltyError as err:
@@ -178,7 +179,7 @@ async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: D
     Several partial refunds may follow each other up to the purchase total. If the points were already
     spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id`."""
     async with db.transaction() as session:
-        answer, created = await service.record_refund(session, purchase_id, body)
+        answer, created = await purchases.record_refund(session, purchase_id, body)
     return written(answer, created)
 
 
@@ -192,7 +193,7 @@ async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: D
 async def get_program(db: Db, _: MembersRead) -> schemas.Program:
     """Currency, base earning rate, expiry and pending days, excluded categories."""
     async with db.transaction() as session:
-        return schemas.Program.model_validate(await service.get_program(session), from_attributes=True)
+        return schemas.Program.model_validate(await program.get_program(session), from_attributes=True)
 
 
 @router.put(
@@ -202,7 +203,7 @@ async def get_program(db: Db, _: MembersRead) -> schemas.Program:
 async def put_program(body: schemas.ProgramIn, db: Db, _: Admin) -> schemas.Program:
     """Applies to purchases recorded from now on."""
     async with db.transaction() as session:
-        return schemas.Program.model_validate(await service.put_program(session, body), from_attributes=True)
+        return schemas.Program.model_validate(await program.put_program(session, body), from_attributes=True)
 
 
 @router.get(

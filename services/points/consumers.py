@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.points import service
+from services.points.service import projections, redemptions
 from shared.messaging import events
 from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
 from shared.messaging.events import Topic
@@ -10,10 +10,10 @@ from shared.messaging.events import Topic
 TOPICS = [Topic.TIERS, Topic.REDEMPTIONS]
 
 HANDLERS: dict[str, Handler] = {
-    **handle(service.apply_tier_change, events.TierChanged),
-    **handle(service.pay_redemption, events.RedemptionRequested),
-    **handle(service.refund_redemption, events.RedemptionCancelled),
+    **handle(projections.apply_tier_change, events.TierChanged),
+    **handle(redemptions.pay_redemption, events.RedemptionRequested),
+    **handle(redemptions.refund_redemption, events.RedemptionCancelled),
 }
 
 # Redemptions asked for side by side (or a backlog of them) are paid a consumer batch at a time.
-BATCH_HANDLERS: dict[str, BatchHandler] = handle_many(service.pay_redemptions, events.RedemptionRequested)
+BATCH_HANDLERS: dict[str, BatchHandler] = handle_many(redemptions.pay_redemptions, events.RedemptionRequested)

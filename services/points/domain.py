@@ -1,12 +1,13 @@
-"""Pure rules of the points service: earning arithmetic, refund reversal and the order lots are used in.
+"""Pure rules of the points service: earning arithmetic, refund reversal, the order lots are used in and how a
+credit moves a member's figures.
 
-No I/O here: the use cases in service.py gather the facts, these functions decide.
+No I/O here: the use cases in service/ gather the facts, these functions decide.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 BASE = "base"
@@ -198,3 +199,54 @@ def take_from_lots(lots: list[LotState], points: int) -> list[tuple[int, int]]:
             taken.append((lot.lot_id, take))
             left -= take
     return taken
+
+
+# --- how a credit moves the figures ------------------------------------------------------------------
+
+
+EARNING_KINDS = frozenset({"earn", "bonus"})  # the credits that count in ``lifetime_earned``
+
+
+def lot_remaining(points: int, available: int) -> int:
+    """What a new lot of ``points`` keeps when it becomes available: a debt (``available`` below zero, after
+    a refund took back points already spent) is repaid first."""
+    return points - min(points, max(-available, 0))
+
+
+def expiry_for(earned_at: datetime, expiry_days: int) -> datetime:
+    return earned_at + timedelta(days=expiry_days)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditFigures:
+    """A member's figures after a credit, and the new lot's."""
+
+    available: int
+    pending: int
+    lifetime_earned: int
+    remaining: int  # what the lot keeps: all of it while pending, less the debt it repays when available
+    lot_pending: bool  # the lot waits for ``available_at``
+    available_at: datetime  # the lot's: when its points are (or were) available
+
+    @property
+    def balance_after(self) -> int:
+        """What the credit's ledger entry records: the sum of the ledger once the credit is in it."""
+        return self.available + self.pending
+
+
+def credit_figures(
+    kind: str, points: int, *, available: int, pending: int, lifetime_earned: int, now: datetime,
+    available_at: datetime | None = None,
+) -> CreditFigures:
+    """The figures after crediting ``points`` as a new lot (``kind`` is the ledger entry's kind) to a member
+    whose figures are ``available``, ``pending`` and ``lifetime_earned``.
+
+    The lot is pending while ``available_at`` is still ahead of ``now``: ``pending`` grows by the points and
+    the lot keeps all of them. Otherwise ``available`` grows by the points and the lot keeps what is left
+    once a debt (``available`` below zero) is repaid. Earning kinds also count in ``lifetime_earned``.
+    """
+    earned = lifetime_earned + points if kind in EARNING_KINDS else lifetime_earned
+    if available_at is not None and available_at > now:
+        return CreditFigures(available, pending + points, earned, points, True, available_at)
+    return CreditFigures(available + points, pending, earned, lot_remaining(points, available), False,
+                         available_at or now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.points import service
+from services.points.service import members
 from shared.db.database import Database
 from shared.runtime import Runtime
 
@@ -18,12 +18,12 @@ async def settle_due_members(db: Database) -> int:
     done: set[str] = set()
     while True:
         async with db.read() as session:
-            due = [m for m in await service.members_due(session) if m not in done]
+            due = [m for m in await members.members_due(session) if m not in done]
         if not due:
             return len(done)
         for member_id in due:
             async with db.transaction() as session:
-                await service.settle_member(session, member_id)
+                await members.settle_member(session, member_id)
             done.add(member_id)
 
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Table, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.types import Money, UTCDateTime, new_metadata
@@ -25,6 +25,11 @@ class Base(DeclarativeBase):
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 idempotency = idempotency_table(Base.metadata)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, typed as a ``Table`` (to the type checker ``__table__`` is only a ``FromClause``)."""
+    return model.metadata.tables[model.__tablename__]
 
 
 class Program(Base):

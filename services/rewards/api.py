@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.rewards import schemas, service
+from services.rewards import schemas
 from services.rewards.errors import (
     LimitReached,
     OutOfStock,
@@ -16,7 +16,8 @@ from services.rewards.errors import (
     TierTooLow,
     VoucherAlreadyUsed,
 )
-from services.rewards.settlements import Settlements
+from services.rewards.service import catalog, redemptions, vouchers
+from services.rewards.service.waiting import Settlements
 from shared.errors import COMMON_ERRORS, Conflict, IdempotencyConflict, NotFound
 from shared.http.auth import Admin, MembersRead, RedemptionsWrite, VouchersUse
 from shared.http.pagination import Cursor, Limit, Page
@@ -58,7 +59,7 @@ async def list_rewards(
 ) -> Page[schemas.CatalogItem]:
     """Rewards by id; with `?member_id=` each is marked `eligible` or given the `reason` it is not."""
     async with db.read() as session:
-        items, next_cursor = await service.catalog_page(session, limit, cursor, member_id)
+        items, next_cursor = await catalog.catalog_page(session, limit, cursor, member_id)
     return Page[schemas.CatalogItem](items=items, next_cursor=next_cursor)
 
 
@@ -71,8 +72,8 @@ async def put_reward(reward_id: RewardIdPath, body: schemas.RewardIn, db: Db, _:
     """Creates a reward (201) or replaces its terms (200); `stock_left` is the new `stock` less the units
     pending and confirmed redemptions hold."""
     async with db.transaction() as session:
-        reward, created = await service.put_reward(session, reward_id, body)
-        answer = service.reward_out(reward)
+        reward, created = await catalog.put_reward(session, reward_id, body)
+        answer = catalog.reward_out(reward)
     return JSONResponse(answer.model_dump(mode="json"), status_code=201 if created else 200)
 
 
@@ -83,7 +84,7 @@ async def put_reward(reward_id: RewardIdPath, body: schemas.RewardIn, db: Db, _:
 async def get_reward(reward_id: RewardIdPath, db: Db, _: MembersRead) -> schemas.Reward:
     """A reward's terms and `stock_left` (null: unlimited)."""
     async with db.read() as session:
-        return service.reward_out(await service.get_reward(session, reward_id))
+        return catalog.reward_out(await catalog.get_reward(session, reward_id))
 
 
 # --- redemptions -----------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ async def post_redemption(body: schemas.RedemptionIn, db: Db, _: RedemptionsWrit
     """Reserves the stock and asks points for the points: `pending` (202) until `GET ...?wait=5` shows the
     outcome. A refusal leaves the id unused; a retry replays the first answer (200)."""
     async with db.transaction() as session:
-        answer, created = await service.request_redemption(session, body)
+        answer, created = await redemptions.request_redemption(session, body)
     return JSONResponse(answer, status_code=202 if created else 200)
 
 
@@ -129,7 +130,7 @@ async def cancel_redemption(redemption_id: RedemptionIdPath, db: Db, _: Redempti
     """Confirmed with an unused voucher: `cancelled`, stock and points come back; a cancelled one is answered
     again as it is, anything else is 409."""
     async with db.transaction() as session:
-        return service.redemption_out(await service.cancel_redemption(session, redemption_id))
+        return redemptions.redemption_out(await redemptions.cancel_redemption(session, redemption_id))
 
 
 @router.get(
@@ -140,7 +141,7 @@ async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRea
                                   cursor: Cursor = None) -> Page[schemas.Redemption]:
     """Pass `next_cursor` back as `cursor` for the next page."""
     async with db.read() as session:
-        items, next_cursor = await service.member_redemptions_page(session, member_id, limit, cursor)
+        items, next_cursor = await redemptions.member_redemptions_page(session, member_id, limit, cursor)
     return Page[schemas.Redemption](items=items, next_cursor=next_cursor)
 
 
@@ -154,7 +155,7 @@ async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRea
 async def get_voucher(code: VoucherCode, db: Db, _: VouchersUse) -> schemas.Voucher:
     """What a till checks before accepting a voucher."""
     async with db.read() as session:
-        return service.voucher_out(await service.get_voucher(session, code))
+        return vouchers.voucher_out(await vouchers.get_voucher(session, code))
 
 
 @router.post(
@@ -166,4 +167,4 @@ async def use_voucher(code: VoucherCode, db: Db, _: VouchersUse, body: schemas.V
     """Marks the voucher used, exactly once: again (even at the same moment) is `409 voucher-already-used`."""
     store_id = body.store_id if body is not None else None
     async with db.transaction() as session:
-        return service.voucher_out(await service.use_voucher(session, code, store_id))
+        return vouchers.voucher_out(await vouchers.use_voucher(session, code, store_id))

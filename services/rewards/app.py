@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from services.rewards import consumers, jobs
 from services.rewards.api import router
 from services.rewards.models import Base
+from services.rewards.service.waiting import Settlements
 from services.rewards.settings import Settings
-from services.rewards.settlements import Settlements
 from shared.runtime import ServiceSpec, create_service_app
 
 

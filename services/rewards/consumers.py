@@ -6,7 +6,7 @@ settling them together costs a handful of statements instead of a handful per an
 
 from __future__ import annotations
 
-from services.rewards import service
+from services.rewards.service import members, settlement
 from shared.messaging import events
 from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
 from shared.messaging.events import Topic
@@ -14,18 +14,18 @@ from shared.messaging.events import Topic
 TOPICS = [Topic.POINTS, Topic.TIERS, Topic.MEMBERS]
 
 HANDLERS: dict[str, Handler] = {
-    **handle(service.confirm_redemption, events.PointsSpent),
-    **handle(service.reject_redemption, events.PointsSpendDeclined),
-    **handle(service.record_points_event, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
+    **handle(settlement.confirm_redemption, events.PointsSpent),
+    **handle(settlement.reject_redemption, events.PointsSpendDeclined),
+    **handle(members.record_points_event, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
              events.PointsExpired, events.PointsAdjusted, events.PointsTransferred),
-    **handle(service.record_member, events.MemberEnrolled, events.MemberUpdated),
-    **handle(service.apply_tier_change, events.TierChanged),
+    **handle(members.record_member, events.MemberEnrolled, events.MemberUpdated),
+    **handle(members.apply_tier_change, events.TierChanged),
 }
 
 BATCH_HANDLERS: dict[str, BatchHandler] = {
-    **handle_many(service.confirm_redemptions, events.PointsSpent),
-    **handle_many(service.reject_redemptions, events.PointsSpendDeclined),
-    **handle_many(service.record_points_events, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
+    **handle_many(settlement.confirm_redemptions, events.PointsSpent),
+    **handle_many(settlement.reject_redemptions, events.PointsSpendDeclined),
+    **handle_many(members.record_points_events, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
                   events.PointsExpired, events.PointsAdjusted, events.PointsTransferred),
-    **handle_many(service.apply_tier_changes, events.TierChanged),
+    **handle_many(members.apply_tier_changes, events.TierChanged),
 }

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from services.rewards import service
+from services.rewards.service import settlement
 from services.rewards.settings import DEFAULT_RETRY_MAX_SECONDS, DEFAULT_RETRY_SECONDS, Settings
 from shared.clock import utcnow
 from shared.context import correlation_id
@@ -60,8 +60,8 @@ async def reask_stale(
     try:
         while True:
             async with db.transaction() as session:
-                asked = await service.reask_overdue(session, now=moment, retry_seconds=retry_seconds,
-                                                    retry_max_seconds=retry_max_seconds, limit=batch_size)
+                asked = await settlement.reask_overdue(session, now=moment, retry_seconds=retry_seconds,
+                                                       retry_max_seconds=retry_max_seconds, limit=batch_size)
                 most = max([most, *(r.asks for r in asked)])
             total += len(asked)
             if len(asked) < batch_size:

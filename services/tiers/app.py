@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.tiers import consumers, dashboard, jobs
-from services.tiers.api import router
+from services.tiers import consumers, jobs
+from services.tiers.api import ROUTERS
 from services.tiers.models import Base
 from services.tiers.settings import Settings
 from shared.runtime import ServiceSpec, create_service_app
@@ -19,7 +19,7 @@ SPEC = ServiceSpec(
         "class boundaries, lifecycle rules, the CLV model) is explained in `docs/segments.md` of the repository."
     ),
     metadata=Base.metadata,
-    routers=[router, dashboard.router],
+    routers=ROUTERS,
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
     batch_handlers=consumers.BATCH_HANDLERS,

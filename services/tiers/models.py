@@ -116,7 +116,8 @@ class TierHistory(Base):
 
 class Segment(Base):
     """A member's segment as the last segmentation run (or a purchase since, for ``lifecycle``) left it:
-    what ``member.segment_changed`` last announced. See services/tiers/segments.py and docs/segments.md."""
+    what ``member.segment_changed`` last announced. See services/tiers/domain/segments.py and
+    docs/segments.md."""
 
     __tablename__ = "segment"
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.tiers import segments
+from services.tiers.domain import segments
 from shared.settings import ServiceSettings
 
 

@@ -98,7 +98,7 @@ class IdempotencyKeys:
 
     def prepared_completion(self) -> Update:
         """``complete`` as a statement with bind parameters (values from ``completion_params``), for a use
-        case that writes the answer in one statement with its other rows (``shared.db.WritesTogether``)."""
+        case that writes the answer in one statement with its other rows (``shared.db.driver.WritesTogether``)."""
         t = self.table
         value = WritesTogether.value
         return (update(t).where(t.c.operation == value("idempotency_operation"), t.c.key == value("idempotency_key"))

@@ -1,9 +1,9 @@
 """The event contract as documents other teams build on: an AsyncAPI 3.0 document of the topics and one
-JSON Schema per event type, both generated from the pydantic models in ``shared/events.py``.
+JSON Schema per event type, both generated from the pydantic models in ``shared/messaging/events.py``.
 
 Every service serves the AsyncAPI document at ``GET /asyncapi.json``; the copies checked in under
-``docs/events/`` are written by ``loyalty docs events`` (or ``python -m shared.messaging.asyncapi``), and a test fails
-when they and the models disagree.
+``docs/events/`` are written by ``loyalty docs events`` (or ``python -m shared.messaging.asyncapi``), and a test
+fails when they and the models disagree.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class Outbox:
 
     def prepared_inserts(self, count: int) -> list[Insert]:
         """Inserts of ``count`` events whose values are bind parameters, for a use case that writes its
-        events in one statement with its other rows (``shared.db.WritesTogether``); ``bind`` fills them.
+        events in one statement with its other rows (``shared.db.driver.WritesTogether``); ``bind`` fills them.
         One insert per event: SQLAlchemy does not cache a multi-row VALUES, and compiling costs more than
         running."""
         columns = ("event_id", "topic", "key", "event_type", "payload", "created_at")

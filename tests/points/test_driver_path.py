@@ -9,8 +9,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select, text
 
-from services.points import service
 from services.points.models import Member, Program
+from services.points.service import balances
 from shared.db.database import Database
 from shared.db.driver import DriverStatement
 from tests.points.builders import purchase
@@ -48,7 +48,7 @@ async def test_connections_the_server_dropped_answer_503_then_leave_the_pool(
     await client.put("/v1/members/drv-3", json={})
     db: Database = app.state.db
     # Several pooled connections opened at once, then the server drops every one of them.
-    await asyncio.gather(*(service.balance(db, "drv-3") for _ in range(5)))
+    await asyncio.gather(*(balances.balance(db, "drv-3") for _ in range(5)))
     async with db.engine.connect() as admin:
         await admin.execute(text(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -1,4 +1,4 @@
-"""Redemptions are paid a consumer batch at a time (``service.pay_redemptions``); the consumer falls back to one
+"""Redemptions are paid a consumer batch at a time (``redemptions.pay_redemptions``); the consumer falls back to one
 event at a time when a batch fails, so both must leave the same ledger, balances, answers and decisions."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from services.points import service
 from services.points.models import RedemptionDebit
+from services.points.service import redemptions
 from shared.clock import clock
 from shared.messaging import events
 from tests.points.builders import buy, enroll, program
@@ -77,7 +77,7 @@ async def one_by_one(app: FastAPI, batch: list[events.RedemptionRequested]) -> N
 
 async def as_one_batch(app: FastAPI, batch: list[events.RedemptionRequested]) -> None:
     async with app.state.runtime.db.transaction() as session:
-        await service.pay_redemptions(session, batch)
+        await redemptions.pay_redemptions(session, batch)
 
 
 async def test_a_batch_of_redemptions_is_paid_as_one_by_one(empty_db: Callable[[str], Awaitable[str]]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from services.rewards import settlements
+from services.rewards.service import waiting
 from tests.rewards.builders import (
     VOUCHER_CODE,
     declined,
@@ -141,7 +141,7 @@ async def test_duplicate_and_late_answers_change_nothing(client: httpx.AsyncClie
 
 async def test_wait_is_woken_by_the_consumers_commit(client: httpx.AsyncClient, app: FastAPI,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settlements, "RECHECK_SECONDS", 30.0)  # only the in-process wake-up can answer early
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 30.0)  # only the in-process wake-up can answer early
     await put_reward(client, "cup")
     await redeem(client, "w-1", "ada", "cup")
 

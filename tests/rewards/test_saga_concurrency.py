@@ -14,8 +14,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from services.rewards import service
 from services.rewards.models import Member
+from services.rewards.service import redemptions
 from shared.db.migrations import upgrade
 from shared.messaging import events
 from shared.messaging.consumer import Delivery, EventConsumer
@@ -84,13 +84,13 @@ async def test_requests_in_flight_when_the_stock_changes_are_counted(
     """The requests have read the reward's terms (unlimited, or 100) and have not committed yet: the
     operator's new stock waits for them and counts their units, and they take theirs without a deadlock."""
     await put_reward(client, "cup", stock=stock)
-    member_facts = service._member_facts
+    member_facts = redemptions._member_facts
 
     async def slowly(*args: Any) -> Any:
         await asyncio.sleep(0.3)  # the operator's change comes in here
         return await member_facts(*args)
 
-    monkeypatch.setattr(service, "_member_facts", slowly)
+    monkeypatch.setattr(redemptions, "_member_facts", slowly)
 
     async def operator() -> httpx.Response:
         await asyncio.sleep(0.1)

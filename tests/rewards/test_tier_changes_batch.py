@@ -1,4 +1,4 @@
-"""``tier.changed`` events a consumer batch at a time (``service.apply_tier_changes``) leave what they leave one
+"""``tier.changed`` events a consumer batch at a time (``service.members.apply_tier_changes``) leave what they leave one
 at a time: each member's tier and rank, and the ladder of the newest event that carries one."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from services.rewards import service
 from services.rewards.models import Member, Tier
+from services.rewards.service.members import apply_tier_changes, record_points_events
 from shared.messaging import events
 from tests.rewards.builders import earned, tier_changed
 from tests.support import deliver, service_client
@@ -47,8 +47,8 @@ async def tier_changes_together(app: FastAPI, story: list[events.EventData]) -> 
     async with app.state.db.transaction() as session:
         for data in story:
             if not isinstance(data, events.TierChanged):
-                await service.record_points_events(session, [data])  # type: ignore[list-item]
-        await service.apply_tier_changes(session, [d for d in story if isinstance(d, events.TierChanged)])
+                await record_points_events(session, [data])  # type: ignore[list-item]
+        await apply_tier_changes(session, [d for d in story if isinstance(d, events.TierChanged)])
 
 
 async def test_tier_changes_in_a_batch_leave_what_one_at_a_time_leaves(

@@ -1,4 +1,4 @@
-"""The event documents checked in under docs/events/ agree with the models in shared/events.py, and what
+"""The event documents checked in under docs/events/ agree with the models in shared/messaging/events.py, and what
 the models produce validates against them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from shared.messaging.asyncapi import DOCS_DIR, SAMPLES, TOPICS, asyncapi_docume
 from shared.messaging.events import EVENT_TYPES
 from tests.support import service_client
 
-REGENERATE = "docs/events/ is out of date with shared/events.py: run `loyalty docs events` " \
+REGENERATE = "docs/events/ is out of date with shared/messaging/events.py: run `loyalty docs events` " \
              "(or `python -m shared.messaging.asyncapi`) and commit the result"
 
 

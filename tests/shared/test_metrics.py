@@ -52,7 +52,9 @@ async def scrape(client: httpx.AsyncClient) -> Scrape:
 
 
 def moved(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
-    return after.value(name, **labels) - before.value(name, **labels)
+    """How far a counter moved. Counters are floats that earlier tests of the process have added to, so the
+    difference of two large totals is rounded (to the 4 decimals money is kept in) before it is compared."""
+    return round(after.value(name, **labels) - before.value(name, **labels), 4)
 
 
 @pytest.fixture

@@ -148,7 +148,7 @@ class Expected:
 
 
 def by_hand(people: list[Person], now: datetime) -> Expected:
-    """docs/segments.md, written out plainly (and independently of services/tiers/segments.py)."""
+    """docs/segments.md, written out plainly (and independently of services/tiers/domain/segments.py)."""
     bought = {p.member_id: sorted(s.occurred_at for s in p.sales if s.net > 0) for p in people}
     in_window = {p.member_id: [s for s in p.sales if s.net > 0 and s.occurred_at >= now - WINDOW] for p in people}
     revenue = {m: sum((s.net for s in sales), Decimal(0)) for m, sales in in_window.items()}

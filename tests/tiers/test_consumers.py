@@ -203,7 +203,7 @@ async def test_a_batch_of_purchases_moves_members_as_the_events_one_at_a_time_wo
 ) -> None:
     """The consumer hands a batch of purchases to one use case; a member whose two purchases each cross a
     threshold still moves bronze → silver → gold, as on a rebuild that replays them one by one."""
-    from services.tiers.service import record_purchases
+    from services.tiers.service.purchases import record_purchases
 
     await deliver(app, enrolled("C-1"))
     await deliver(app, enrolled("C-2"))

@@ -13,7 +13,8 @@ import pytest
 from fastapi import FastAPI
 
 from ops import rebuild
-from services.tiers import dashboard, figures
+from services.tiers.domain import figures
+from services.tiers.service import projections
 from shared.clock import utcnow
 from shared.http.auth import KeyRecord, hash_key, write_keys_file
 from shared.messaging import events
@@ -60,7 +61,7 @@ async def test_points_issued_spent_and_expired_add_up_per_week_once_per_event(
     await deliver(app, balance_event(events.PointsAdjusted, "C-1", 185))  # not a kind shown
 
     weeks = (await page(client))["table-points"]
-    assert len(weeks) == dashboard.WEEKS and weeks[-1] == [THIS_WEEK, "290", "100", "10"]
+    assert len(weeks) == projections.WEEKS and weeks[-1] == [THIS_WEEK, "290", "100", "10"]
     assert all(row[1:] == ["0", "0", "0"] for row in weeks[:-1])
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.tiers.domain import (
+from services.tiers.domain.tiers import (
     DOWNGRADE,
     ENROLLED,
     TIERS_CHANGED,

@@ -9,7 +9,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.tiers import figures, segments
+from services.tiers.domain import figures, segments
 
 
 def test_a_week_is_named_by_its_monday_in_utc() -> None:

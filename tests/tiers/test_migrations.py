@@ -9,7 +9,7 @@ from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.tiers import service
+from services.tiers.service import segmentation
 from shared.db.migrations import alembic_config, upgrade
 from tests.support import db_name, db_url, deliver, ensure_postgres, recreate_schema, service_client
 from tests.tiers.builders import enrolled, purchase
@@ -48,7 +48,7 @@ async def test_sqlite_up_down_up_and_segments_on_it(tmp_path: Path) -> None:
     async with service_client("tiers", database_url=url) as (app, client):
         await deliver(app, enrolled("C-1", days_ago=400))
         await deliver(app, purchase("p-1", "C-1", "12.34", days_ago=3))
-        run = await service.recompute_segments(app.state.db)
+        run = await segmentation.recompute_segments(app.state.db)
         assert (run.members, run.scored, run.changed) == (1, 1, 1)
         got = (await client.get("/v1/members/C-1/segment")).json()
         assert (got["value_class"], got["lifecycle"], got["clv_estimate"]) == ("A", "active", "12.34")

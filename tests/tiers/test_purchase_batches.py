@@ -14,8 +14,9 @@ from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from services.tiers import consumers, service
+from services.tiers import consumers
 from services.tiers.models import Member, Purchase, inbox
+from services.tiers.service import members, points, purchases, segmentation
 from shared.messaging import events
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
@@ -80,9 +81,9 @@ async def tell_the_story_twice(app: FastAPI, client: httpx.AsyncClient) -> tuple
     """The story as one batch (members A-) and one event at a time (B-); what each left."""
     for prefix in ("A-", "B-"):
         await prepare(app, prefix)
-    await service.recompute_segments(app.state.db)
+    await segmentation.recompute_segments(app.state.db)
     async with app.state.db.transaction() as session:
-        await service.record_purchases(session, story("A-"))
+        await purchases.record_purchases(session, story("A-"))
     for data in story("B-"):
         await deliver(app, data)
     return await outcome(app, client, "A-"), await outcome(app, client, "B-")
@@ -108,10 +109,10 @@ async def test_objects_the_session_held_are_read_again_after_a_batch(
     """The batch writes rows without the ORM; an event after it in the same transaction (a consumer's
     batch of mixed types) must see the member it upgraded, not the copy the session loaded before."""
     async with app.state.db.transaction() as session:
-        await service.record_member(session, enrolled("C-9"))
+        await members.record_member(session, enrolled("C-9"))
         held = await session.get(Member, "C-9")  # as a caller of several use cases might
-        await service.record_purchases(session, [purchase("p-9", "C-9", "600.00")])
-        await service.record_points_earned(session, points_earned("p-9", "C-9", 600))
+        await purchases.record_purchases(session, [purchase("p-9", "C-9", "600.00")])
+        await points.record_points_earned(session, points_earned("p-9", "C-9", 600))
         assert held is not None and held.tier_id == "silver"
     history = (await client.get("/v1/members/C-9/tier/history")).json()["items"]
     assert [(h["from_tier"], h["to_tier"]) for h in reversed(history)] == [(None, "bronze"), ("bronze", "silver")]

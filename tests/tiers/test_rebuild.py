@@ -19,8 +19,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from ops.rebuild import RebuildError, read_program, rebuild
-from services.tiers import schemas, service
+from services.tiers import schemas
 from services.tiers.models import outbox
+from services.tiers.service import members, segmentation
 from services.tiers.settings import Settings
 from shared.clock import clock
 from shared.messaging import events
@@ -110,12 +111,12 @@ async def test_a_rebuild_from_the_log_arrives_at_the_live_state(
         await log.tell(balance_event(events.PointsSpent, "ann", 100))
         await log.tell(balance_event(events.PointsReversed, "bob", 180, purchase_id="s-6", refund_id="rf-1"))
         await log.tell(updated("dee", "suspended", days_ago=400))
-        assert await service.evaluate_all(app.state.db) == 0, "bob's downgrade came with his purchase"
-        first = await service.recompute_segments(app.state.db)
+        assert await members.evaluate_all(app.state.db) == 0, "bob's downgrade came with his purchase"
+        first = await segmentation.recompute_segments(app.state.db)
         log.announce(await outbox_payloads(app, "member.segment_changed"))
         # a purchase after the run moves dee's lifecycle at once (announced); then the last run
         await log.tell(purchase("s-late", "dee", "5.00", days_ago=0))
-        last = await service.recompute_segments(app.state.db)
+        last = await segmentation.recompute_segments(app.state.db)
         log.announce((await outbox_payloads(app, "member.segment_changed"))[first.changed:])
         log.write(events.Topic.PURCHASES.value, duplicate.subject, duplicate.model_dump_json().encode())
         log.write(events.Topic.PURCHASES.value, "eve", b"not an event")

@@ -16,8 +16,9 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from ops.cli import app as cli
-from services.tiers import jobs, service
+from services.tiers import jobs
 from services.tiers.app import SPEC
+from services.tiers.service import segmentation
 from shared.clock import clock
 from shared.db.database import Database
 from shared.http.auth import hash_key
@@ -67,7 +68,7 @@ async def test_the_run_segments_every_member_and_announces_each(
     client: httpx.AsyncClient, app: FastAPI, db: Database
 ) -> None:
     await a_small_program(app)
-    run = await service.recompute_segments(db)
+    run = await segmentation.recompute_segments(db)
     assert (run.members, run.scored, run.changed) == (6, 4, 6)
 
     got = {m: await segment_of(client, m) for m in ("big", "mid", "small", "old", "fresh", "gone")}
@@ -86,7 +87,7 @@ async def test_the_run_segments_every_member_and_announces_each(
     assert told["big"]["previous_value_class"] is None and told["big"]["previous_lifecycle"] is None
     assert told["big"]["rfm"] == {"recency": 3, "frequency": 4, "monetary": 4}
 
-    again = await service.recompute_segments(db)
+    again = await segmentation.recompute_segments(db)
     assert again.changed == 0, "nothing changed: nothing to tell"
     assert len(await announcements(app)) == 6
 
@@ -95,10 +96,10 @@ async def test_a_change_of_class_is_announced_with_the_previous_one(
     client: httpx.AsyncClient, app: FastAPI, db: Database
 ) -> None:
     await a_small_program(app)
-    await service.recompute_segments(db)
+    await segmentation.recompute_segments(db)
     assert (await segment_of(client, "small"))["value_class"] == "C"
     await deliver(app, purchase("small-p9", "small", "1000.00", days_ago=2))
-    run = await service.recompute_segments(db)
+    run = await segmentation.recompute_segments(db)
     assert (await segment_of(client, "small"))["value_class"] == "A"
     latest = (await announcements(app, "small"))[-1]
     assert (latest["previous_value_class"], latest["value_class"]) == ("C", "A")
@@ -110,7 +111,7 @@ async def test_a_purchase_wins_a_lapsed_member_back_at_once(
     client: httpx.AsyncClient, app: FastAPI, db: Database
 ) -> None:
     await a_small_program(app)
-    await service.recompute_segments(db)
+    await segmentation.recompute_segments(db)
     before = await segment_of(client, "old")
     assert before["lifecycle"] == "lapsed"
     await deliver(app, purchase("old-back", "old", "20.00", days_ago=0.1))
@@ -126,7 +127,7 @@ async def test_a_full_refund_takes_the_purchase_back_out_of_the_lifecycle(
     client: httpx.AsyncClient, app: FastAPI, db: Database
 ) -> None:
     await member_with(app, "C-1", (300, "40"), (100, "40"))
-    await service.recompute_segments(db)
+    await segmentation.recompute_segments(db)
     assert (await segment_of(client, "C-1"))["lifecycle"] == "at_risk"
     await deliver(app, purchase("C-1-p2", "C-1", "60.00", days_ago=1))
     assert (await segment_of(client, "C-1"))["lifecycle"] == "active"
@@ -139,10 +140,10 @@ async def test_a_full_refund_takes_the_purchase_back_out_of_the_lifecycle(
 async def test_suspended_members_leave_the_scored_base(client: httpx.AsyncClient, app: FastAPI, db: Database) -> None:
     await member_with(app, "C-1", (10, "500"))
     await member_with(app, "C-2", (10, "100"))
-    await service.recompute_segments(db)
+    await segmentation.recompute_segments(db)
     assert (await segment_of(client, "C-1"))["value_class"] == "A"
     await deliver(app, updated("C-1", "suspended", days_ago=800))
-    run = await service.recompute_segments(db)
+    run = await segmentation.recompute_segments(db)
     assert run.scored == 1
     assert (await segment_of(client, "C-1"))["value_class"] == "D"
     assert (await segment_of(client, "C-2"))["value_class"] == "A"
@@ -154,9 +155,9 @@ async def test_runs_and_purchases_at_once_lose_no_lifecycle(
     """A purchase refreshing a lifecycle while a run writes: whichever goes first, the other builds on it."""
     for index in range(8):
         await member_with(app, f"C-{index}", (500, "30"), (400, "30"))
-    await service.recompute_segments(db)
+    await segmentation.recompute_segments(db)
     deliveries = [deliver(app, purchase(f"C-{index}-back", f"C-{index}", "10.00", days_ago=0.1)) for index in range(8)]
-    await asyncio.gather(service.recompute_segments(db), *deliveries, service.recompute_segments(db))
+    await asyncio.gather(segmentation.recompute_segments(db), *deliveries, segmentation.recompute_segments(db))
     assert {(await segment_of(client, f"C-{index}"))["lifecycle"] for index in range(8)} == {"won_back"}
     for index in range(8):
         told = await announcements(app, f"C-{index}")
@@ -212,7 +213,7 @@ async def test_the_summary_counts_from_the_stored_tiers_and_segments(
     assert before_run["members"] == 7 and before_run["by_value_class"] == {"A": 0, "B": 0, "C": 0, "D": 0}
     assert before_run["by_status"] == {"active": 5, "suspended": 0, "closed": 1, "unknown": 1}
 
-    run = await service.recompute_segments(db)
+    run = await segmentation.recompute_segments(db)
     summary = (await client.get("/v1/analytics/summary")).json()
     assert summary["by_tier"] == {"bronze": 6, "silver": 0, "gold": 1}, "gone spent 1000 in the window"
     assert summary["by_value_class"] == {"A": 1, "B": 1, "C": 1, "D": 4}
@@ -296,7 +297,7 @@ async def test_clv_uses_the_retention_of_the_last_run(client: httpx.AsyncClient,
     await member_with(app, "A", (400, "10"), (100, "50"), (50, "50"))
     await member_with(app, "B", (500, "10"), (20, "10"))
     await member_with(app, "C", (600, "10"))
-    run = await service.recompute_segments(db)
+    run = await segmentation.recompute_segments(db)
     assert run.scored == 3
     assert (await segment_of(client, "A"))["clv_estimate"] == "200.00"  # 100 a year x 2 years
     await member_with(app, "D", (5, "30"))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.tiers.segments import (
+from services.tiers.domain.segments import (
     CLASS_BOUNDS,
     VALUE_CLASSES,
     History,

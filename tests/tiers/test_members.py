@@ -10,9 +10,10 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from services.tiers import jobs, service
+from services.tiers import jobs
 from services.tiers.app import SPEC
 from services.tiers.models import Member, Purchase
+from services.tiers.service import members, purchases
 from shared.clock import utcnow
 from shared.db.database import Database
 from tests.support import deliver, outbox_events
@@ -23,7 +24,7 @@ YEAR = timedelta(days=365)
 
 async def tier_at(db: Database, member_id: str, now: datetime) -> dict[str, Any]:
     async with db.read() as session:
-        return (await service.member_tier(session, member_id, now=now)).model_dump()
+        return (await members.member_tier(session, member_id, now=now)).model_dump()
 
 
 async def moves(client: httpx.AsyncClient, member_id: str) -> list[tuple[str | None, str, str]]:
@@ -50,18 +51,18 @@ async def test_the_tier_is_kept_until_retention_ends_then_drops_to_what_the_wind
     now = utcnow()
     assert (await tier_at(db, "C-1", now))["tier_id"] == "gold"
 
-    assert await service.evaluate_all(db, now=now + timedelta(days=100)) == 0, "p-1 left the window: still kept"
+    assert await members.evaluate_all(db, now=now + timedelta(days=100)) == 0, "p-1 left the window: still kept"
     assert (await tier_at(db, "C-1", now + timedelta(days=100)))["tier_id"] == "gold"
 
     after = now + YEAR + timedelta(hours=1)
-    assert await service.evaluate_all(db, now=after) == 1
+    assert await members.evaluate_all(db, now=after) == 1
     got = await tier_at(db, "C-1", after)
     assert got["tier_id"] == "bronze", "p-2 left the window too"
     assert await moves(client, "C-1") == [
         (None, "bronze", "enrolled"), ("bronze", "gold", "upgrade"), ("gold", "bronze", "downgrade")]
     drop = (await outbox_events(app, "tier.changed"))[-1]["data"]
     assert (drop["from_tier"], drop["to_tier"], drop["rank"], drop["earn_multiplier"]) == ("gold", "bronze", 0, "1")
-    assert await service.evaluate_all(db, now=after) == 0, "safe to run twice"
+    assert await members.evaluate_all(db, now=after) == 0, "safe to run twice"
     assert len(await moves(client, "C-1")) == 3
 
 
@@ -74,7 +75,7 @@ async def test_to_qualified_stops_at_the_tier_the_window_still_supports(
     now = utcnow()
     assert (await tier_at(db, "C-1", now))["tier_id"] == "gold"
     # a year on: p-2 (then 765 days old) has left the 730-day window, p-1 still counts 500
-    assert await service.evaluate_all(db, now=now + YEAR + timedelta(days=1)) == 1
+    assert await members.evaluate_all(db, now=now + YEAR + timedelta(days=1)) == 1
     assert (await tier_at(db, "C-1", now + YEAR))["tier_id"] == "silver"
 
 
@@ -84,10 +85,10 @@ async def test_one_level_steps_down_once_per_retention_period(
     await client.put("/v1/tiers", json=program(downgrade="one_level", retention_days=30))
     await deliver(app, purchase("p-1", "C-1", "1000.00", days_ago=364))
     now = utcnow()
-    assert await service.evaluate_all(db, now=now + timedelta(days=31)) == 1
+    assert await members.evaluate_all(db, now=now + timedelta(days=31)) == 1
     assert (await tier_at(db, "C-1", now))["tier_id"] == "silver"
-    assert await service.evaluate_all(db, now=now + timedelta(days=32)) == 0, "a new retention period"
-    assert await service.evaluate_all(db, now=now + timedelta(days=62)) == 1
+    assert await members.evaluate_all(db, now=now + timedelta(days=32)) == 0, "a new retention period"
+    assert await members.evaluate_all(db, now=now + timedelta(days=62)) == 1
     assert (await tier_at(db, "C-1", now))["tier_id"] == "bronze"
     assert [m[1:] for m in await moves(client, "C-1")][-2:] == [("silver", "downgrade"), ("bronze", "downgrade")]
 
@@ -95,7 +96,7 @@ async def test_one_level_steps_down_once_per_retention_period(
 async def test_never_keeps_the_tier(client: httpx.AsyncClient, app: FastAPI, db: Database) -> None:
     await client.put("/v1/tiers", json=program(downgrade="never"))
     await deliver(app, purchase("p-1", "C-1", "1000.00", days_ago=1))
-    assert await service.evaluate_all(db, now=utcnow() + 3 * YEAR) == 0
+    assert await members.evaluate_all(db, now=utcnow() + 3 * YEAR) == 0
     assert (await tier_at(db, "C-1", utcnow() + 3 * YEAR))["tier_id"] == "gold"
 
 
@@ -108,7 +109,7 @@ async def test_a_member_still_qualifying_when_retention_ends_is_renewed(
         await session.execute(update(Member).where(Member.member_id == "C-1")
                               .values(retained_until=utcnow() - timedelta(days=1)))
     now = utcnow()
-    assert await service.evaluate_all(db, now=now) == 0
+    assert await members.evaluate_all(db, now=now) == 0
     got = await tier_at(db, "C-1", now)
     assert got["tier_id"] == "silver" and got["retained_until"] >= now + YEAR - timedelta(seconds=1)
 
@@ -121,7 +122,7 @@ async def test_qualifying_again_pushes_retention_forward(
     first = (await tier_at(db, "C-1", utcnow()))["retained_until"]
     later = utcnow() + timedelta(days=100)
     async with db.transaction() as session:
-        await service.record_purchase(session, purchase("p-2", "C-1", "5.00", days_ago=-100), now=later)
+        await purchases.record_purchase(session, purchase("p-2", "C-1", "5.00", days_ago=-100), now=later)
     got = await tier_at(db, "C-1", later)
     assert got["retained_until"] == later + YEAR > first
     assert got["tier_id"] == "silver" and got["since"] < first - YEAR + timedelta(minutes=1), "since stays"
@@ -134,7 +135,7 @@ async def test_a_lower_value_after_a_refund_never_shortens_retention(
     await deliver(app, purchase("p-1", "C-1", "600.00", days_ago=1))
     before = (await tier_at(db, "C-1", utcnow()))["retained_until"]
     async with db.transaction() as session:
-        await service.record_refund(session, refund("r-1", "p-1", "C-1", "550.00"), now=utcnow() + timedelta(days=1))
+        await purchases.record_refund(session, refund("r-1", "p-1", "C-1", "550.00"), now=utcnow() + timedelta(days=1))
     got = await tier_at(db, "C-1", utcnow())
     assert got["retained_until"] == before and got["tier_id"] == "silver" and got["qualifying_value"] == "50.00"
 
@@ -143,7 +144,7 @@ async def test_a_program_change_waits_for_evaluations_that_read_the_old_one(
     client: httpx.AsyncClient, db: Database
 ) -> None:
     async with db.transaction() as session:
-        await service.record_purchase(session, purchase("p-1", "C-new", "300.00"))
+        await purchases.record_purchase(session, purchase("p-1", "C-new", "300.00"))
         change = asyncio.create_task(client.put("/v1/tiers", json=program(
             tiers=[tier("blue", "0"), tier("green", "250")])))
         await asyncio.sleep(0.3)

@@ -1,4 +1,4 @@
-"""``points.*`` events handled a consumer batch at a time (``points_events``) leave what they leave one at a
+"""``points.*`` events handled a consumer batch at a time (``service.points``) leave what they leave one at a
 time: tiers on a points basis, history, announcements, balances and the weekly figures."""
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Waiting for a redemption to settle (``GET /v1/redemptions/{id}?wait=S``) without polling the database hard.
 
-The use cases that settle a redemption announce it once their unit of work commits (``service.SETTLED``, a
+The use cases that settle a redemption announce it once their unit of work commits (``saga.SETTLED``, a
 commit hook); the requests waiting on it in this process answer with it without reading it again. For a
 settlement made by another instance, the waiting requests are re-checked every ``RECHECK_SECONDS`` by one
 query for all of them (not one query per request), made by whichever waiting request's turn comes first.
 
 A client asks for the outcome right after its ``POST`` was answered, when the redemption is still pending.
-This process remembers the redemptions it created that it has not seen settled (``service.REQUESTED``), and a
+This process remembers the redemptions it created that it has not seen settled (``saga.REQUESTED``), and a
 request waiting on one of them skips the first read: nothing but the wake-up or the re-check can end its wait
 early, and a ``pending`` answer is only given after a read at the end of the wait.
 
@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-from services.rewards import schemas, service
+from services.rewards import schemas
+from services.rewards.service import redemptions, saga
 from shared.db.database import Database
 
 RECHECK_SECONDS = 0.25
@@ -49,8 +50,8 @@ class Settlements:
         self._pending: dict[str, None] = {}  # insertion-ordered set: ids created here, not seen settled
         self._rechecking = asyncio.Lock()
         self._rechecked_at = float("-inf")
-        service.REQUESTED.subscribe(self._remember_pending)
-        service.SETTLED.subscribe(self._settled)
+        saga.REQUESTED.subscribe(self._remember_pending)
+        saga.SETTLED.subscribe(self._settled)
 
     def _settled(self, answers: list[schemas.Redemption]) -> None:
         for answer in answers:
@@ -81,7 +82,7 @@ class Settlements:
 
     async def _read(self, redemption_id: str) -> schemas.Redemption:
         async with self.db.snapshot() as conn:
-            return await service.read_redemption(conn, redemption_id)
+            return await redemptions.read_redemption(conn, redemption_id)
 
     async def redemption(self, redemption_id: str, wait: float = 0.0) -> schemas.Redemption:
         """The redemption as soon as it is no longer pending, or as it is after ``wait`` seconds."""
@@ -112,6 +113,6 @@ class Settlements:
                 return
             self._rechecked_at = loop.time()
             async with self.db.snapshot() as conn:
-                settled = await service.settled_among(conn, list(self._waiters))
+                settled = await redemptions.settled_among(conn, list(self._waiters))
         for answer in settled:
             self._wake(answer)

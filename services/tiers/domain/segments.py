@@ -1,6 +1,6 @@
 """Customer segmentation, pure: RFM scores, value classes, lifecycle, CLV and the Pareto share.
 
-No I/O here: ``service.recompute_segments`` gathers each member's purchases, these functions decide.
+No I/O here: ``service.segmentation.recompute_segments`` gathers each member's purchases, these functions decide.
 docs/segments.md explains the model for operators and marketing; the rules in short:
 
 - Only *counted* purchases matter: those whose amount net of refunds is above zero. A fully refunded

@@ -1,10 +1,6 @@
-"""The dashboard's projections, built from events like the rest of tiers: points issued, spent and expired
-per ISO week (from ``points.*``), and redemptions per reward (from ``loyalty.redemptions``). Use cases here
-take one event each (see ``consumers.USE_CASES``); the reads gather what the dashboard shows.
-
-A week is the one the event reached tiers in: the wall clock live, the time the event was written in a
-rebuild (the two differ only by the consumer's lag).
-"""
+"""What the operator dashboard shows, built from events like the rest of tiers: redemptions per reward (from
+``loyalty.redemptions``, kept here) and points issued, spent and expired per ISO week (from ``points.*``,
+kept by ``points``); the reads here gather every figure of the page (``api.dashboard`` draws them)."""
 
 from __future__ import annotations
 
@@ -15,33 +11,20 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiers import figures, segments, service
-from services.tiers.models import Base, PointsWeek, Redemption, SegmentRun
+from services.tiers import schemas
+from services.tiers.domain import figures
+from services.tiers.models import PointsWeek, Redemption, SegmentRun
+from services.tiers.service.program import load_program
+from services.tiers.service.segmentation import analytics_summary, run_params, scored_revenues
 from shared.clock import utcnow
-from shared.db.statements import insert_ignoring_conflicts
 from shared.messaging import events
 
-WEEK_TABLE = Base.metadata.tables["points_week"]
-KIND_OF: dict[type[events.EventData], figures.PointsKind] = {
-    events.PointsEarned: "issued",
-    events.PointsSpent: "spent",
-    events.PointsExpired: "expired",
-}
 CONFIRMED, CANCELLED = "confirmed", "cancelled"
+WEEKS = 12
+TOP_REWARDS = 10
 
 
-# --- use cases (one event each) ----------------------------------------------------------------------
-
-
-async def record_points_moved(session: AsyncSession, data: events.PointsEvent, *, now: datetime | None = None) -> None:
-    """Add the event's points to the member's week and kind (issued: earned and bonus; spent; expired)."""
-    key = {"week": figures.week_of(now or utcnow()), "kind": KIND_OF[type(data)], "member_id": data.member_id}
-    await session.execute(insert_ignoring_conflicts(WEEK_TABLE, session.get_bind().dialect.name)
-                          .values(**key, points=0))
-    row = await session.get(PointsWeek, tuple(key.values()), with_for_update=True)
-    assert row is not None
-    row.points += abs(data.points)
-    await session.flush()
+# --- the use case (one event each) ---------------------------------------------------------------------
 
 
 async def record_redemption(
@@ -73,6 +56,29 @@ class RewardCount:
     points: int
 
 
+@dataclass(frozen=True)
+class Dashboard:
+    as_of: datetime
+    summary: schemas.AnalyticsSummary
+    tier_names: dict[str, str]  # tier_id -> name, lowest first
+    curve: list[figures.CurvePoint]
+    weeks: list[figures.WeekPoints]
+    rewards: list[RewardCount]
+
+
+async def gather(session: AsyncSession, now: datetime | None = None) -> Dashboard:
+    """Every figure of the page, in the one read transaction the page is drawn from."""
+    now = now or utcnow()
+    program = await load_program(session)
+    return Dashboard(
+        as_of=now, summary=await analytics_summary(session),
+        tier_names={tier.tier_id: tier.name or tier.tier_id for tier in program.tiers},
+        curve=await pareto_curve(session),
+        weeks=await weekly_points(session, now, WEEKS),
+        rewards=await top_rewards(session, TOP_REWARDS),
+    )
+
+
 async def weekly_points(session: AsyncSession, until: datetime, weeks: int) -> list[figures.WeekPoints]:
     first = figures.week_of(until) - timedelta(weeks=weeks - 1)
     rows = (await session.execute(
@@ -100,6 +106,5 @@ async def pareto_curve(session: AsyncSession) -> list[figures.CurvePoint]:
     run = await session.get(SegmentRun, 1)
     if run is None or run.computed_at is None:
         return []
-    params = segments.Params(window_days=run.window_days, recency_days=run.recency_days, new_days=run.new_days)
-    revenues: list[Decimal] = await service.scored_revenues(session, run.computed_at, params)
+    revenues: list[Decimal] = await scored_revenues(session, run.computed_at, run_params(run))
     return figures.pareto_curve(revenues)

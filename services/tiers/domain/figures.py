@@ -1,5 +1,5 @@
 """The dashboard's figures, pure: ISO weeks and their points, the Pareto curve. No I/O here;
-``projections`` reads the rows and ``dashboard`` draws what these functions return.
+``service.projections`` reads the rows and ``api.dashboard`` draws what these functions return.
 
 - **Weeks** are ISO weeks in UTC, named by their Monday. A series covers a fixed number of weeks up to the
   current one, with zeros where nothing moved, so a quiet week shows as a gap rather than vanishing.

@@ -1,6 +1,8 @@
-"""Pure rules of the tiers service: the qualifying value of a rolling window and the one tier evaluation.
+"""The tier rules, pure: the program's ladder and what makes one valid, the qualifying value of a rolling
+window and the one tier evaluation.
 
-No I/O here: the use cases in service.py gather the facts, these functions decide.
+No I/O here: the use cases in ``service`` (``evaluation.settle`` and the purchase replay) gather the facts,
+these functions decide.
 """
 
 from __future__ import annotations

@@ -7,13 +7,15 @@ The stored figures obey, after every function here:
   debt (a refund took back points already spent) that the next credits repay first;
 - the sum of the ledger's points is ``available + pending``, which each entry records as ``balance_after``.
 
-The caller holds the member row locked (``with_for_update``) and owns the transaction.
+A credit's figures are computed by ``domain.credit_figures`` and a debt is repaid by ``domain.lot_remaining``,
+here and on the purchase's fast path (``purchases``, which writes its rows in one statement), so there is one
+arithmetic for them. The caller holds the member row locked (``with_for_update``) and owns the transaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -22,14 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.points import domain
 from services.points.models import LedgerEntry, Lot, Member
 from shared.clock import utcnow
-
-EARNING_KINDS = {"earn", "bonus"}
-
-
-def lot_remaining(points: int, available: int) -> int:
-    """What a new lot of ``points`` keeps when it becomes available: a debt (``available`` below zero, after
-    a refund took back points already spent) is repaid first."""
-    return points - min(points, max(-available, 0))
 
 
 async def append_entry(session: AsyncSession, member: Member, kind: str, points: int, **refs: Any) -> LedgerEntry:
@@ -48,21 +42,16 @@ async def credit(
 ) -> tuple[LedgerEntry, Lot | None]:
     """Credit ``points`` as a new lot; pending until ``available_at`` when that is still ahead."""
     now = utcnow()
-    pending = available_at is not None and available_at > now
-    if pending:
-        member.pending += points
-        remaining = points
-    else:
-        remaining = lot_remaining(points, member.available)
-        member.available += points
-    if kind in EARNING_KINDS:
-        member.lifetime_earned += points
+    figures = domain.credit_figures(kind, points, available=member.available, pending=member.pending,
+                                    lifetime_earned=member.lifetime_earned, now=now, available_at=available_at)
+    member.available, member.pending = figures.available, figures.pending
+    member.lifetime_earned = figures.lifetime_earned
     entry = await append_entry(session, member, kind, points, **refs)
     lot = None
     if points > 0:
         lot = Lot(
-            member_id=member.member_id, entry_id=entry.entry_id, points=points, remaining=remaining,
-            earned_at=now, expires_at=expires_at, available_at=available_at or now, pending=pending,
+            member_id=member.member_id, entry_id=entry.entry_id, points=points, remaining=figures.remaining,
+            earned_at=now, expires_at=expires_at, available_at=figures.available_at, pending=figures.lot_pending,
         )
         session.add(lot)
         await session.flush()
@@ -116,7 +105,7 @@ async def receive(session: AsyncSession, member: Member, kind: str, parts: list[
     now = utcnow()
     remainders = []
     for part in parts:
-        remainders.append(lot_remaining(part.points, member.available))
+        remainders.append(domain.lot_remaining(part.points, member.available))
         member.available += part.points
     entry = await append_entry(session, member, kind, sum(p.points for p in parts), **refs)
     for part, remaining in zip(parts, remainders, strict=True):
@@ -155,7 +144,7 @@ async def settle(session: AsyncSession, member: Member) -> int:
     for lot in (lot for lot in lots if lot.pending):
         released = lot.remaining
         member.pending -= released
-        lot.remaining = lot_remaining(released, member.available)
+        lot.remaining = domain.lot_remaining(released, member.available)
         member.available += released
         lot.pending = False
     expired = 0
@@ -167,7 +156,3 @@ async def settle(session: AsyncSession, member: Member) -> int:
     if expired:
         await append_entry(session, member, "expire", -expired)
     return expired
-
-
-def expiry_for(earned_at: datetime, expiry_days: int) -> datetime:
-    return earned_at + timedelta(days=expiry_days)

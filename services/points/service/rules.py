@@ -12,13 +12,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
-from services.points.models import EarningRule, Program, idempotency
+from services.points.models import EarningRule, Program
+from services.points.service import IDEMPOTENCY
 from shared.clock import utcnow
 from shared.errors import InvalidRequest, NotFound
-from shared.http.idempotency import IdempotencyKeys, request_hash
+from shared.http.idempotency import request_hash
 from shared.http.pagination import decode_cursor, encode_cursor
 
-IDEMPOTENCY = IdempotencyKeys(idempotency)
 _RULE_IN: TypeAdapter[schemas.MultiplierRuleIn | schemas.BonusRuleIn] = TypeAdapter(schemas.RuleIn)
 
 

@@ -1,6 +1,6 @@
-"""The operator dashboard at ``/dashboard``: one read-only page, rendered here with its figures in tables
-(for screen readers, copy and paste, and tests) and the same figures as JSON that ``static/dashboard.js``
-draws with Chart.js.
+"""The operator dashboard at ``/dashboard``: one read-only page of the figures ``service.projections.gather``
+reads, rendered here in tables (for screen readers, copy and paste, and tests) and as JSON that
+``services/tiers/static/dashboard.js`` draws with Chart.js.
 
 Chart.js is vendored at build time (``deploy/local/vendor_assets.py``, run by ``make install`` and the
 image build) into ``static/vendor/`` and served from here; the page loads nothing from anywhere else, and
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -23,10 +22,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiers import figures, projections, schemas, service
-from shared.clock import utcnow
+from services.tiers.domain import figures
+from services.tiers.service.projections import WEEKS, Dashboard, gather
 from shared.errors import Forbidden, LoyaltyError, NotFound, ServiceUnavailable, Unauthorized
 from shared.http.auth import KeyStore, Scope, presented_key
 from shared.http.problems import problem_response, problem_responses
@@ -34,7 +32,7 @@ from shared.runtime import Db
 
 router = APIRouter(tags=["analytics"])
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parents[1] / "static"  # package data of services.tiers
 ASSETS = {  # what /dashboard/static/ serves, by name; nothing else is reachable there
     "dashboard.js": STATIC / "dashboard.js",
     "chart.umd.min.js": STATIC / "vendor" / "chart.umd.min.js",
@@ -47,8 +45,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
-WEEKS = 12
-TOP_REWARDS = 10
 LIFECYCLE_NAMES = {"new": "New", "active": "Active", "at_risk": "At risk", "lapsed": "Lapsed", "won_back": "Won back"}
 
 
@@ -88,29 +84,7 @@ def _problem(error: LoyaltyError) -> Response:
     return problem_response(error.status, error.slug, error.title, error.detail, headers=headers)
 
 
-# --- the figures ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dashboard:
-    as_of: datetime
-    summary: schemas.AnalyticsSummary
-    tier_names: dict[str, str]  # tier_id -> name, lowest first
-    curve: list[figures.CurvePoint]
-    weeks: list[figures.WeekPoints]
-    rewards: list[projections.RewardCount]
-
-
-async def gather(session: AsyncSession, now: datetime | None = None) -> Dashboard:
-    now = now or utcnow()
-    program = await service.load_program(session)
-    return Dashboard(
-        as_of=now, summary=await service.analytics_summary(session),
-        tier_names={tier.tier_id: tier.name or tier.tier_id for tier in program.tiers},
-        curve=await projections.pareto_curve(session),
-        weeks=await projections.weekly_points(session, now, WEEKS),
-        rewards=await projections.top_rewards(session, TOP_REWARDS),
-    )
+# --- the charts ----------------------------------------------------------------------------------------
 
 
 def charts(board: Dashboard) -> dict[str, dict[str, Any]]:

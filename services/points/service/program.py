@@ -1,0 +1,40 @@
+"""The program's settings (currency, earning rate, expiry and pending days, excluded categories): one row,
+created with the defaults by the first request of a new database that needs it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.points import schemas
+from services.points.models import Program, table_of
+from services.points.service import rules
+from shared.clock import utcnow
+from shared.db.statements import insert_ignoring_conflicts
+
+DEFAULT_PROGRAM = {
+    "currency": "USD", "points_per_unit": Decimal(1), "expiry_days": 365, "pending_days": 0,
+    "excluded_categories": [],
+}
+
+
+async def get_program(session: AsyncSession) -> Program:
+    program = await session.get(Program, 1)
+    if program is None:
+        # The first requests of a new database may all find no row: one insert wins, the others wait for it
+        # and do nothing, and every one reads the winner's row (never a 500 for the duplicate key).
+        await session.execute(insert_ignoring_conflicts(table_of(Program), session.get_bind().dialect.name).values(
+            id=1, updated_at=utcnow(), rules_version=rules.new_version(), **DEFAULT_PROGRAM))
+        program = await session.get(Program, 1)
+        assert program is not None
+    return program
+
+
+async def put_program(session: AsyncSession, body: schemas.ProgramIn) -> Program:
+    program = await get_program(session)
+    for field, value in body.model_dump().items():
+        setattr(program, field, value)
+    program.updated_at = utcnow()
+    await session.flush()
+    return program

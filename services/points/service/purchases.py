@@ -1,0 +1,252 @@
+"""Purchases and their refunds: the points a purchase earns, credited with every row it writes in one
+statement (the fast path, benchmarked), and the points a refund takes back."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.points import domain, schemas
+from services.points.errors import CurrencyMismatch, MemberInactive, RefundExceedsPurchase
+from services.points.models import LedgerEntry, Lot, Member, Program, Purchase, Refund, table_of
+from services.points.service import IDEMPOTENCY, OUTBOX, ledger, rules
+from services.points.service.members import get_member, give_bonus, locked_member, settle, snapshot
+from services.points.service.program import get_program
+from shared.clock import utcnow
+from shared.db.driver import DriverStatement, WritesTogether
+from shared.db.statements import next_id
+from shared.db.types import UTCDateTime
+from shared.errors import NotFound
+from shared.http.idempotency import request_hash
+from shared.messaging import events
+
+
+async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tuple[dict[str, Any], bool]:
+    """Store a purchase and credit its points; returns (answer, created). A retry replays the answer.
+
+    The common case is three statements: the idempotency claim, one read (member locked, program, whether a
+    lot is due, the ids of the new rows) and one write of every row (``WritesTogether``). A member with
+    due lots is settled first, and a first purchase of a referred member pays the referral bonus, both as in
+    the other use cases.
+    """
+    replay = await IDEMPOTENCY.claim(session, "purchase", body.purchase_id, request_hash(body))
+    if replay is not None:
+        return replay, False
+    member = await _purchase_context(session, body)
+    if member.due:
+        await locked_member(session, body.member_id)
+        await session.flush()
+        member = await _purchase_context(session, body)
+    if member.status != "active":
+        raise MemberInactive(f"Member '{body.member_id}' is {member.status} and earns no points.")
+
+    multipliers, bonuses = await rules.active_rules(session, member.rules_version)
+    facts = domain.PurchaseFacts(
+        lines=tuple(domain.Line(line.unit_price * line.quantity, line.category, line.sku) for line in body.lines)
+        if body.lines else (domain.Line(body.total),),
+        occurred_at=body.occurred_at, store_id=body.store_id, channel=body.channel,
+    )
+    first_purchase = member.purchase_count == 0
+    earning = domain.compute_earning(
+        facts, points_per_unit=member.points_per_unit, excluded_categories=set(member.excluded_categories),
+        multipliers=multipliers, bonuses=bonuses, tier_multiplier=member.earn_multiplier,
+        member=domain.MemberFacts(first_purchase=first_purchase,
+                                  birth_month=member.birth_date.month if member.birth_date else None,
+                                  birthday_bonus_year=member.birthday_bonus_year),
+    )
+    answer = await _credit_purchase(session, body, member, earning)
+    if first_purchase and member.referred_by:
+        await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, bonuses,
+                              body.purchase_id)
+    return answer, True
+
+
+def _purchase_context_query(dialect: str) -> Select[Any]:
+    member, program = Member.__table__, Program.__table__
+    due = select(Lot.lot_id).where(Lot.member_id == bindparam("member_id"),
+                                   ledger.due_lots_clause(bindparam("now", type_=UTCDateTime))).exists()
+    return (
+        select(member.c.status, member.c.available, member.c.pending, member.c.lifetime_earned,
+               member.c.purchase_count, member.c.earn_multiplier, member.c.birth_date,
+               member.c.birthday_bonus_year, member.c.referred_by,
+               program.c.currency, program.c.points_per_unit, program.c.expiry_days, program.c.pending_days,
+               program.c.excluded_categories, program.c.rules_version, due.label("due"),
+               next_id(table_of(LedgerEntry), "entry_id", dialect).label("entry_id"),
+               next_id(table_of(Lot), "lot_id", dialect).label("lot_id"))
+        .select_from(member.join(program, program.c.id == 1))
+        .where(member.c.member_id == bindparam("member_id"))
+        .with_for_update(of=member)
+    )
+
+
+_PURCHASE_CONTEXT = {dialect: DriverStatement(_purchase_context_query(dialect)) for dialect in ("postgresql", "sqlite")}
+
+
+async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> Any:
+    """The member row locked, the program, whether one of the member's lots is due, and the ids the
+    purchase's ledger entry and lot will take, in one statement. Raises what a purchase that cannot be
+    recorded gets (another currency, no such member)."""
+    query = _PURCHASE_CONTEXT[(await session.connection()).dialect.name]
+    params = {"member_id": body.member_id, "now": utcnow()}
+    rows = await query.run_in(session, params)
+    row = rows[0] if rows else None
+    if row is None or row.currency != body.currency:
+        # No such member, another currency, or a new database without its program row yet: the checks in
+        # the order a purchase meets them, then (the program now exists) the read again.
+        currency = (await get_program(session)).currency
+        if body.currency != currency:
+            raise CurrencyMismatch(f"The program runs in {currency}; this purchase is in {body.currency}.")
+        await get_member(session, body.member_id)
+        row = (await query.run_in(session, params))[0]
+    return row
+
+
+def _purchase_writes(with_lot: bool) -> WritesTogether:
+    """Every row a purchase writes, as one statement on PostgreSQL; ``_credit_purchase`` gives the values."""
+    p = WritesTogether.value
+    member, entry, purchase, lot = table_of(Member), table_of(LedgerEntry), table_of(Purchase), table_of(Lot)
+    statements: list[Insert | Update] = [
+        update(member).where(member.c.member_id == p("member_id")).values(
+            available=p("available"), pending=p("pending"), lifetime_earned=p("lifetime_earned"),
+            purchase_count=p("purchase_count"), birthday_bonus_year=p("birthday_bonus_year")),
+        insert(entry).values(
+            entry_id=p("entry_id"), member_id=p("member_id"), kind="earn", points=p("points"),
+            balance_after=p("balance_after"), occurred_at=p("now"), purchase_id=p("purchase_id"),
+            rule_ids=p("rule_ids")),
+        insert(purchase).values(
+            purchase_id=p("purchase_id"), member_id=p("member_id"), store_id=p("store_id"), channel=p("channel"),
+            occurred_at=p("occurred_at"), currency=p("currency"), total=p("total"), refunded_amount=Decimal(0),
+            points_earned=p("points"), bonus_points=p("bonus_points"), points_reversed=0, lot_id=p("lot_id"),
+            recorded_at=p("now"), lines=p("lines")),
+        *OUTBOX.prepared_inserts(2),
+        IDEMPOTENCY.prepared_completion(),
+    ]
+    if with_lot:
+        statements.append(insert(lot).values(
+            lot_id=p("lot_id"), member_id=p("member_id"), entry_id=p("entry_id"), points=p("points"),
+            remaining=p("remaining"), earned_at=p("now"), expires_at=p("expires_at"),
+            available_at=p("available_at"), pending=p("lot_pending")))
+    return WritesTogether(*statements)
+
+
+_PURCHASE_WRITES = {True: _purchase_writes(with_lot=True), False: _purchase_writes(with_lot=False)}
+
+
+async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Any,
+                           earning: domain.Earning) -> dict[str, Any]:
+    """Every row of a purchase, written at once: member figures, ledger entry, lot, purchase, events and the
+    answer to replay. The figures are ``domain.credit_figures``, as ``ledger.credit`` moves them; the member
+    row is locked."""
+    now = utcnow()
+    points = earning.points
+    occurred = body.occurred_at.astimezone(UTC)
+    available_at = occurred + timedelta(days=member.pending_days) if member.pending_days else None
+    figures = domain.credit_figures("earn", points, available=member.available, pending=member.pending,
+                                    lifetime_earned=member.lifetime_earned, now=now, available_at=available_at)
+    with_lot = points > 0
+    status = "pending" if figures.lot_pending and with_lot else "credited"
+    answer = schemas.PurchaseResult(
+        purchase_id=body.purchase_id, member_id=body.member_id, points_earned=points,
+        status=status, breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earning.breakdown],
+        balance=schemas.BalanceShort(available=figures.available, pending=figures.pending),
+    ).model_dump(mode="json")
+    values = {
+        "member_id": body.member_id, "purchase_id": body.purchase_id, "now": now, "points": points,
+        "available": figures.available, "pending": figures.pending, "lifetime_earned": figures.lifetime_earned,
+        "purchase_count": member.purchase_count + 1,
+        "birthday_bonus_year": body.occurred_at.year if earning.birthday_bonus else member.birthday_bonus_year,
+        "entry_id": member.entry_id, "balance_after": figures.balance_after,
+        "rule_ids": earning.rule_ids or None,
+        "store_id": body.store_id, "channel": body.channel, "occurred_at": body.occurred_at,
+        "currency": body.currency, "total": body.total, "bonus_points": earning.bonus_points,
+        "lot_id": member.lot_id if with_lot else None,
+        "lines": [line.model_dump(mode="json") for line in body.lines] if body.lines else None,
+        "remaining": figures.remaining, "expires_at": domain.expiry_for(occurred, member.expiry_days),
+        "available_at": figures.available_at, "lot_pending": figures.lot_pending,
+        **OUTBOX.bind(
+            session,
+            events.PurchaseRecorded(
+                member_id=body.member_id, purchase_id=body.purchase_id, store_id=body.store_id,
+                channel=body.channel, occurred_at=body.occurred_at, currency=body.currency, total=body.total,
+                points_earned=points,
+            ),
+            events.PointsEarned(
+                member_id=body.member_id, purchase_id=body.purchase_id, points=points, status=status,
+                balance=events.BalanceSnapshot(available=figures.available, pending=figures.pending),
+                occurred_at=body.occurred_at,
+            ),
+        ),
+        **IDEMPOTENCY.completion_params("purchase", body.purchase_id, 201, answer),
+    }
+    await _PURCHASE_WRITES[with_lot].execute(session, values)
+    return answer
+
+
+async def _referral_bonus(session: AsyncSession, member_id: str, referred_by: str, expiry_days: int,
+                          bonuses: list[domain.BonusRule], purchase_id: str) -> None:
+    """The referrer earns the referral bonuses when the member they brought makes a first purchase."""
+    now = utcnow()
+    due = [b for b in sorted(bonuses, key=lambda b: b.rule_id) if b.trigger == "referral" and b.window.contains(now)]
+    if not due or referred_by == member_id:
+        return
+    referrer = await session.get(Member, referred_by, with_for_update=True)
+    if referrer is None or referrer.status != "active":
+        return
+    await settle(session, referrer)
+    for bonus in due:
+        await give_bonus(session, referrer, expiry_days, bonus, purchase_id=purchase_id)
+
+
+async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.RefundIn
+                        ) -> tuple[dict[str, Any], bool]:
+    """Reverse the purchase's points in proportion to the amount refunded (bonus points on a full refund).
+
+    Inside the return window the points come out of the purchase's pending lot first. If they were already
+    spent, ``available`` goes below zero and later credits repay it.
+    """
+    replay = await IDEMPOTENCY.claim(session, "refund", body.refund_id, request_hash({
+        "purchase_id": purchase_id, **body.model_dump()}))
+    if replay is not None:
+        return replay, False
+    purchase = await session.get(Purchase, purchase_id, with_for_update=True)
+    if purchase is None:
+        raise NotFound(f"No purchase '{purchase_id}'.")
+    left = purchase.total - purchase.refunded_amount
+    if body.amount > left:
+        raise RefundExceedsPurchase(
+            f"Only {left} of purchase '{purchase_id}' is not refunded yet; this refund asks for {body.amount}.")
+    member = await locked_member(session, purchase.member_id)
+    points = domain.reversal_for_refund(
+        earned_points=purchase.points_earned, bonus_points=purchase.bonus_points,
+        already_reversed=purchase.points_reversed, total=purchase.total,
+        refunded_before=purchase.refunded_amount, amount=body.amount,
+    )
+    own_lot = await session.get(Lot, purchase.lot_id, with_for_update=True) if purchase.lot_id else None
+    purchase.refunded_amount += body.amount
+    purchase.points_reversed += points
+    if points:
+        await ledger.debit(session, member, "reversal", points, first=own_lot, purchase_id=purchase_id,
+                           refund_id=body.refund_id)
+    session.add(Refund(refund_id=body.refund_id, purchase_id=purchase_id, member_id=member.member_id,
+                       amount=body.amount, points_reversed=points, occurred_at=body.occurred_at,
+                       recorded_at=utcnow()))
+    await OUTBOX.add(
+        session,
+        events.PurchaseRefunded(
+            member_id=member.member_id, purchase_id=purchase_id, refund_id=body.refund_id,
+            occurred_at=body.occurred_at, currency=purchase.currency, amount=body.amount, points_reversed=points,
+            purchase_occurred_at=purchase.occurred_at,
+        ),
+        events.PointsReversed(member_id=member.member_id, purchase_id=purchase_id, refund_id=body.refund_id,
+                              points=points, balance=snapshot(member)),
+    )
+    answer = schemas.RefundResult(
+        refund_id=body.refund_id, purchase_id=purchase_id, points_reversed=points,
+        balance=schemas.BalanceShort(available=member.available, pending=member.pending),
+    ).model_dump(mode="json")
+    await IDEMPOTENCY.complete(session, "refund", body.refund_id, 201, answer)
+    return answer, True
