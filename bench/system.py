@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from shared.db.migrations import empty_schema
+from shared.http.server import uvicorn_args
 from shared.messaging.kafka import all_topic_names, delete_topics, topic_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,13 +58,13 @@ class Service:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def start(self) -> None:
-        """As deploy/local/run.py does: one uvicorn process, access log off, JSON logs to a file."""
+        """As deploy/local/run.py does: one uvicorn process with the services' command line, JSON logs to a file."""
         assert self.log_path is not None
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "uvicorn"), "--factory",
-                 FACTORIES.get(self.name, f"services.{self.name}.app:create_app"),
-                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+                [str(Path(sys.executable).parent / "uvicorn"),
+                 *uvicorn_args(FACTORIES.get(self.name, f"services.{self.name}.app:create_app"), host="127.0.0.1",
+                               port=self.port)],
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )
 

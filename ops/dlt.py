@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.messaging.kafka import DLT_SUFFIX, all_topic_names
+from shared.messaging.kafka import DLT_SUFFIX, PLAINTEXT, KafkaSecurity, all_topic_names
 
 REPLAY_GROUP = "loyalty-dlt-replay"
 
@@ -49,12 +49,14 @@ def dlt_topics(prefix: str) -> list[str]:
     return [name for name in all_topic_names(prefix) if name.endswith(DLT_SUFFIX)]
 
 
-async def list_dead_letters(bootstrap: str, prefix: str, limit: int = 1000) -> list[DeadLetter]:
+async def list_dead_letters(bootstrap: str, prefix: str, limit: int = 1000,
+                            security: KafkaSecurity = PLAINTEXT) -> list[DeadLetter]:
     """Everything in the dead-letter topics, oldest first per partition (read without a group)."""
-    partitions = await _dlt_partitions(bootstrap, prefix)
+    partitions = await _dlt_partitions(bootstrap, prefix, security)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                **security.client_options())
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -70,8 +72,8 @@ async def list_dead_letters(bootstrap: str, prefix: str, limit: int = 1000) -> l
         await consumer.stop()
 
 
-async def _dlt_partitions(bootstrap: str, prefix: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _dlt_partitions(bootstrap: str, prefix: str, security: KafkaSecurity) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -86,13 +88,14 @@ async def _behind(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> b
     return await consumer.position(tp) < end
 
 
-async def replay_dead_letters(bootstrap: str, prefix: str, timeout: float = 10.0) -> int:
+async def replay_dead_letters(bootstrap: str, prefix: str, timeout: float = 10.0,
+                              security: KafkaSecurity = PLAINTEXT) -> int:
     """Send each dead letter not replayed before back to its original topic, with its key and headers."""
     consumer = AIOKafkaConsumer(
         *dlt_topics(prefix), bootstrap_servers=bootstrap, group_id=f"{prefix}{REPLAY_GROUP}",
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        enable_auto_commit=False, auto_offset_reset="earliest", **security.client_options(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **security.client_options())
     await consumer.start()
     await producer.start()
     replayed = 0

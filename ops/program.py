@@ -71,9 +71,19 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+class _DecimalsAsWritten(yaml.SafeLoader):
+    """YAML reads ``1.5`` as a float; the API reads money and factors only from decimal strings (a float is
+    not exact). A number with a point is kept as the text the operator wrote, and the API's own types judge
+    it, as they would in a request."""
+
+
+_DecimalsAsWritten.add_constructor(
+    "tag:yaml.org,2002:float", lambda loader, node: loader.construct_scalar(node))
+
+
 def parse_program(text: str, source: str = "<program>") -> ProgramFile:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_DecimalsAsWritten)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(top level)"

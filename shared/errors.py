@@ -14,10 +14,11 @@ class LoyaltyError(Exception):
     title: ClassVar[str] = "Bad request"
     example: ClassVar[str] = "The request is not valid."  # a `detail` as clients meet it (the OpenAPI's example)
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.extra = extra
+        self.headers = headers or {}  # of the HTTP answer (Retry-After...)
+        self.extra = extra  # more members of the problem+json body
 
 
 def error_type(name: str, status: int, slug: str, title: str, example: str) -> type[LoyaltyError]:
@@ -42,7 +43,10 @@ ServiceUnavailable = error_type("ServiceUnavailable", 503, "service-unavailable"
 PayloadTooLarge = error_type("PayloadTooLarge", 413, "payload-too-large", "Request body too large",
                              "Request bodies are limited to 4194304 bytes.")
 
+RateLimited = error_type("RateLimited", 429, "rate-limited", "Too many unknown API keys",
+                         "Too many requests with unknown API keys from this address; retry in 60 seconds.")
+
 # What any authenticated endpoint can answer besides its own errors.
-AUTH_ERRORS: tuple[type[LoyaltyError], ...] = (Unauthorized, Forbidden, InvalidRequest)
+AUTH_ERRORS: tuple[type[LoyaltyError], ...] = (Unauthorized, Forbidden, RateLimited, InvalidRequest)
 # ... and what one that works on the database can answer too: 503 while it does not answer.
 COMMON_ERRORS: tuple[type[LoyaltyError], ...] = (*AUTH_ERRORS, ServiceUnavailable)

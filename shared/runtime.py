@@ -90,14 +90,14 @@ class Runtime:
             self.relay = OutboxRelay(
                 self.db, spec.metadata.tables["outbox"], bootstrap=settings.kafka_bootstrap_servers,
                 topic_prefix=settings.kafka_topic_prefix, client_id=f"{spec.name}-{uuid.uuid4().hex[:8]}",
-                poll_seconds=settings.outbox_poll_seconds, service=spec.name,
+                poll_seconds=settings.outbox_poll_seconds, service=spec.name, security=settings.kafka_security(),
             )
             if spec.consumes:
                 self.consumer = EventConsumer(
                     self.db, spec.metadata.tables["inbox"], service=spec.name,
                     bootstrap=settings.kafka_bootstrap_servers, topic_prefix=settings.kafka_topic_prefix,
                     topics=spec.consumes, handlers=spec.handlers, batch_handlers=spec.batch_handlers,
-                    max_attempts=settings.consumer_max_attempts,
+                    max_attempts=settings.consumer_max_attempts, security=settings.kafka_security(),
                 )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -125,8 +125,8 @@ class Runtime:
         delay = 0.5
         while True:
             try:
-                await ensure_topics(settings.kafka_bootstrap_servers,
-                                    all_topic_names(settings.kafka_topic_prefix), settings.kafka_partitions)
+                await ensure_topics(settings.kafka_bootstrap_servers, all_topic_names(settings.kafka_topic_prefix),
+                                    settings.kafka_partitions, security=settings.kafka_security())
                 break
             except asyncio.CancelledError:
                 raise
@@ -196,7 +196,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
 
     app = FastAPI(
         title=spec.title, description=spec.description, version="1.0.0", lifespan=lifespan,
-        openapi_tags=spec.openapi_tags or None,
+        openapi_tags=spec.openapi_tags or None, docs_url=None, redoc_url=None,  # install_api_docs serves them
     )
     install_error_handlers(app)
     app.include_router(health_router)

@@ -8,9 +8,12 @@ Nothing else in the code reads ``os.environ``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.messaging.kafka import KafkaSecurity
 
 PLACEHOLDER_KEYS = {"changeme", "admin", "secret", "dev-admin-key"}
 
@@ -24,13 +27,24 @@ class ServiceSettings(BaseSettings):
     # TLS handshake); a request that finds none free waits for one (then 503 after 30 s).
     database_pool_size: int = Field(20, ge=2, le=200)
 
-    environment: str = Field("development", validation_alias="LOYALTY_ENV")
+    environment: str = Field(
+        "production", validation_alias="LOYALTY_ENV",
+        description="development (set explicitly, as `make run` does) admits a weak or placeholder admin key.")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_topic_prefix: str = Field(
         "", validation_alias="KAFKA_TOPIC_PREFIX",
         description="Prepended to every topic name; lets test runs and tenants share one broker.",
     )
     kafka_partitions: int = Field(12, ge=1, validation_alias="KAFKA_PARTITIONS")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validation_alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: Path | None = Field(None, validation_alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: Path | None = Field(None, validation_alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: Path | None = Field(None, validation_alias="KAFKA_SSL_KEYFILE")
     kafka_enabled: bool = Field(
         True, validation_alias="LOYALTY_KAFKA_ENABLED",
         description="Off only for tests of one service's HTTP API: no relay, no consumers.",
@@ -51,9 +65,26 @@ class ServiceSettings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = Field(None, validation_alias="LOYALTY_BOOTSTRAP_ADMIN_KEY")
     api_keys_file: Path | None = Field(None, validation_alias="LOYALTY_API_KEYS_FILE")
 
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username, sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile, ssl_certfile=self.kafka_ssl_certfile, ssl_keyfile=self.kafka_ssl_keyfile,
+        )
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> ServiceSettings:
+        self.kafka_security()  # refuses SASL without credentials, a certificate without its key
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> ServiceSettings:
         key = self.bootstrap_admin_key.get_secret_value() if self.bootstrap_admin_key else None
-        if self.environment != "development" and key is not None and (key in PLACEHOLDER_KEYS or len(key) < 16):
-            raise ValueError("LOYALTY_BOOTSTRAP_ADMIN_KEY is a placeholder or shorter than 16 characters")
+        if self.environment != "development" and key is not None and weak_key(key):
+            raise ValueError("LOYALTY_BOOTSTRAP_ADMIN_KEY is a placeholder, shorter than 16 characters or made of "
+                             "fewer than 8 different characters; LOYALTY_ENV=development admits it")
         return self
+
+
+def weak_key(key: str) -> bool:
+    return key.lower() in PLACEHOLDER_KEYS or len(key) < 16 or len(set(key)) < 8

@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from shared.http.server import uvicorn_args
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LOYALTY_DATA_DIR", ROOT / ".data")).resolve()
 BIN = Path(sys.executable).parent
@@ -90,8 +92,7 @@ def main() -> int:
         for name, port in SERVICES.items():
             with (logs / f"{name}.log").open("ab") as log:
                 procs[name] = subprocess.Popen(
-                    [str(BIN / "uvicorn"), "--factory", f"services.{name}.app:create_app",
-                     "--host", HOST, "--port", str(port), "--no-access-log"],
+                    [str(BIN / "uvicorn"), *uvicorn_args(f"services.{name}.app:create_app", host=HOST, port=port)],
                     env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 )
         for name, port in SERVICES.items():

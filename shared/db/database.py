@@ -18,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 log = logging.getLogger(__name__)
 
 def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
+    """Errors and echoed statements never show their parameters (``hide_parameters``): they carry members'
+    e-mails and phones, which must not reach logs or dead-letter headers."""
     if url.startswith("sqlite"):
         # One connection per process: SQLite allows one writer, and queueing in the pool is kinder than
         # "database is locked" errors or lock upgrades that deadlock.
         engine = create_async_engine(
-            url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}
+            url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30},
+            hide_parameters=True,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -40,7 +43,8 @@ def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEn
     # every checkout, a sizeable part of a one-statement request. A connection the server dropped fails
     # its request with a 503 (``is_unavailable``) and SQLAlchemy then discards every connection of the pool
     # opened before it, so a restart of the server costs about one answer per process.
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=1800,
+                               hide_parameters=True)
 
 
 CommitHook = Callable[[], None]

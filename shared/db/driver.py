@@ -28,15 +28,20 @@ from sqlalchemy.sql import Delete, Insert, Update
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
+from shared.db.failures import Failure, classify
+
 Processor = Callable[[Any], Any] | None
 
 
 def _connection_broken(exc: Exception, driver: Any) -> bool:
     """Whether the connection can serve another statement: not once it is closed (SQLAlchemy's own test for
     asyncpg) or the client side failed (a dropped socket, or a protocol state a dropped connection left
-    behind); yes after an error the server answered for this statement alone."""
+    behind); yes after an error the server answered for this statement alone, or a value the driver refused
+    to encode before sending anything (``invalid input for query argument``)."""
     closed = driver is None or driver.is_closed()
-    return closed or not isinstance(exc, PostgresError) or isinstance(exc, PostgresConnectionError)
+    if closed or isinstance(exc, PostgresConnectionError):
+        return True
+    return not isinstance(exc, PostgresError) and classify(exc) is not Failure.REFUSED
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class DriverStatement:
             args = self._arguments(compiled, params)
             records = await driver.fetch(compiled.sql, *args)
         except Exception as exc:
-            raise DBAPIError(self._compiled.sql if self._compiled else None, args, exc,
+            raise DBAPIError(self._compiled.sql if self._compiled else None, args, exc, hide_parameters=True,
                              connection_invalidated=_connection_broken(exc, driver)) from exc
         return self._rows(compiled, records)
 

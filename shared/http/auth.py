@@ -1,7 +1,10 @@
-"""API keys: the bootstrap admin key, a keys file re-read when it changes, scopes.
+"""API keys: the bootstrap admin key, a keys file re-read when it changes, scopes, the stores a key is bound
+to, and a brake on clients that keep presenting unknown keys.
 
 Keys are stored as SHA-256 hex digests and compared in constant time. The keys file is looked at again at
-most every ``RELOAD_SECONDS``, so a revoked key stops working within seconds without a restart.
+most every ``RELOAD_SECONDS``, so a revoked key stops working within seconds without a restart. While the
+file cannot be read or parsed, none of its keys works (it may have revoked any of them): the service fails
+closed, logs it at every look, and only the bootstrap key still gets in.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import BaseModel, Field, TypeAdapter
 
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,17 @@ class Scope(StrEnum):
     ADMIN = "admin"
 
 
+StoreId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
 class KeyRecord(BaseModel):
-    """One entry of the keys file (``LOYALTY_API_KEYS_FILE``)."""
+    """One entry of the keys file (``LOYALTY_API_KEYS_FILE``). A key with ``stores`` is one lent to a till or a
+    shop: it acts only for those stores and reads no e-mail or phone."""
 
     name: str = Field(min_length=1, max_length=64)
     key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: list[Scope]
+    stores: list[StoreId] | None = Field(None, min_length=1)
 
 
 _KEYS_FILE = TypeAdapter(list[KeyRecord])
@@ -53,13 +61,29 @@ _KEYS_FILE = TypeAdapter(list[KeyRecord])
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the key's name is recorded as the actor of what it changes."""
+    """Who made a request: the key's name is recorded as the actor of what it changes. ``stores`` is None for
+    a key of the whole program, else the stores it may act for."""
 
     name: str
     scopes: frozenset[str]
+    stores: frozenset[str] | None = None
 
     def allows(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
+
+    @property
+    def store_bound(self) -> bool:
+        return self.stores is not None
+
+    def acts_for(self, store_id: str | None) -> bool:
+        """Whether the key may act at ``store_id`` (a key of the whole program acts everywhere, a store-bound
+        one only at its stores and never without one)."""
+        return self.stores is None or (store_id is not None and store_id in self.stores)
+
+    @property
+    def reads_contacts(self) -> bool:
+        """E-mail and phone are for keys of the whole program, not for a till's."""
+        return self.stores is None
 
 
 def hash_key(key: str) -> str:
@@ -87,13 +111,51 @@ def write_keys_file(path: Path, records: list[KeyRecord]) -> None:
     os.replace(tmp, path)
 
 
+class Guesses:
+    """Unknown keys per client address in a sliding window: past ``limit`` within ``window`` seconds the
+    address is answered 429 until the window has passed. In memory, per process: with N processes a guesser
+    gets N times the limit before all of them brake (docs/operations.md). Known keys are never slowed."""
+
+    def __init__(self, limit: int = 20, window: float = 60.0, max_addresses: int = 10_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self._seen: dict[str, list[float]] = {}
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        times = [t for t in self._seen.get(address, ()) if now - t < self.window]
+        if times:
+            self._seen[address] = times
+        else:
+            self._seen.pop(address, None)
+        return times
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds the address must wait, or None when it may try."""
+        now = time.monotonic()
+        times = self._recent(address, now)
+        if len(times) < self.limit:
+            return None
+        return max(1, int(times[-self.limit] + self.window - now + 0.999))
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        if address not in self._seen and len(self._seen) >= self.max_addresses:
+            del self._seen[next(iter(self._seen))]  # the oldest address first: bounded memory
+        times = self._recent(address, now)
+        times.append(now)
+        self._seen[address] = times[-self.limit * 2:]
+
+
 class KeyStore:
     def __init__(self, bootstrap_admin_key: str | None, keys_file: Path | None) -> None:
         self._bootstrap = hash_key(bootstrap_admin_key) if bootstrap_admin_key else None
         self._file = keys_file
         self._file_stamp: tuple[float, int] | None = None
         self._file_keys: list[KeyRecord] = []
+        self._file_broken = False
         self._checked_at = 0.0
+        self.guesses = Guesses()
         self._reload()
 
     def _reload(self) -> None:
@@ -105,15 +167,29 @@ class KeyStore:
             stamp = (stat.st_mtime, stat.st_size)
         except FileNotFoundError:
             stamp = None
-        if stamp == self._file_stamp:
+        except OSError as exc:
+            self._fail_closed(exc)
+            return
+        if stamp == self._file_stamp and not self._file_broken:
             return
         try:
             self._file_keys = read_keys_file(self._file) if stamp else []
-            self._file_stamp = stamp
-            log.info("loaded %d API keys from %s", len(self._file_keys), self._file)
         except (OSError, ValueError) as exc:
-            # Keep the keys we had: a half-edited file must not lock every client out.
-            log.error("keys file %s not loaded: %s", self._file, exc)
+            self._fail_closed(exc)
+            return
+        self._file_stamp = stamp
+        if self._file_broken:
+            log.warning("keys file %s is readable again: its keys work again", self._file)
+        self._file_broken = False
+        log.info("loaded %d API keys from %s", len(self._file_keys), self._file)
+
+    def _fail_closed(self, exc: Exception) -> None:
+        """A file that cannot be read may have revoked any key: none of its keys works until it can be."""
+        self._file_keys = []
+        self._file_stamp = None
+        self._file_broken = True
+        log.error("keys file %s cannot be read (%s): every key of it is refused until it can be; only the "
+                  "bootstrap admin key works meanwhile", self._file, type(exc).__name__)
 
     def authenticate(self, presented: str) -> Principal | None:
         if time.monotonic() - self._checked_at > RELOAD_SECONDS:
@@ -125,8 +201,21 @@ class KeyStore:
             found = Principal(BOOTSTRAP_KEY_NAME, frozenset({Scope.ADMIN}))
         for record in self._file_keys:
             if hmac.compare_digest(digest, record.key_sha256) and found is None:
-                found = Principal(record.name, frozenset(record.scopes))
+                stores = frozenset(record.stores) if record.stores is not None else None
+                found = Principal(record.name, frozenset(record.scopes), stores)
         return found
+
+    def admit(self, presented: str, address: str) -> Principal:
+        """The key's principal; an unknown key is 401, or 429 once its address has presented too many."""
+        principal = self.authenticate(presented)
+        if principal is not None:
+            return principal
+        wait = self.guesses.retry_after(address)
+        if wait is not None:
+            raise RateLimited(f"Too many requests with unknown API keys from this address; retry in {wait} "
+                              "seconds.", headers={"Retry-After": str(wait)})
+        self.guesses.failed(address)
+        raise Unauthorized("The API key is not known or was revoked.")
 
 
 def presented_key(request: Request) -> str | None:
@@ -138,6 +227,12 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def client_address(request: Request) -> str:
+    """The peer's address as the server saw it (behind a proxy: the proxy's, unless the server is told to
+    trust its forwarded headers, e.g. uvicorn's --forwarded-allow-ips)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that admits keys holding ``scope`` (or ``admin``) and returns the caller."""
 
@@ -146,9 +241,7 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
         if key is None:
             raise Unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
         store: KeyStore = request.app.state.keys
-        principal = store.authenticate(key)
-        if principal is None:
-            raise Unauthorized("The API key is not known or was revoked.")
+        principal = store.admit(key, client_address(request))
         if not principal.allows(scope):
             raise Forbidden(f"This operation needs the '{scope}' scope.")
         request.state.principal = principal

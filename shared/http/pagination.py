@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -29,14 +30,29 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+INT64 = 2**63 - 1
+
+
+def _storable(value: Any) -> bool:
+    """What a cursor of ours can hold: strings and numbers a 64-bit column can compare with, or null. A
+    forged cursor must be refused here, not by the database (an integer beyond int64 fails in the driver)."""
+    if value is None or isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -INT64 <= value <= INT64
+    return isinstance(value, float) and math.isfinite(value) and abs(value) <= INT64
+
+
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    invalid = InvalidRequest("cursor: not a cursor this service gave out", errors=[
+        {"loc": ["query", "cursor"], "msg": "invalid cursor"}])
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("cursor: not a cursor this service gave out", errors=[
-            {"loc": ["query", "cursor"], "msg": "invalid cursor"}]) from exc
-    if not isinstance(values, list) or len(values) != arity:
-        raise InvalidRequest("cursor: not a cursor this service gave out", errors=[
-            {"loc": ["query", "cursor"], "msg": "invalid cursor"}])
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise invalid from exc
+    if not isinstance(values, list) or len(values) != arity or not all(_storable(v) for v in values):
+        raise invalid
     return values

@@ -7,16 +7,16 @@ failures (the database away) become 503 so that a client retries, never a 500 wi
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db.failures import UNAVAILABLE_ERRORS, is_unavailable
+from shared.db.failures import DATABASE_ERRORS, Failure, classify, describe
 from shared.errors import LoyaltyError
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def merge_responses(into: dict[Any, dict[str, Any]], more: dict[int | str, dict[
 
 async def _loyalty_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LoyaltyError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem_response(exc.status, exc.slug, exc.title, exc.detail, headers=headers, **exc.extra)
+    headers = {"WWW-Authenticate": "Bearer", **exc.headers} if exc.status == 401 else exc.headers
+    return problem_response(exc.status, exc.slug, exc.title, exc.detail, headers=headers or None, **exc.extra)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -123,29 +123,29 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
-    return problem_response(
-        503, "service-unavailable", "Service unavailable", "The database is not answering; retry later.",
-        headers={"Retry-After": "1"},
-    )
-
-
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """A restart shows up as plain DBAPIErrors too (e.g. "the database system is shutting down")."""
-    if is_unavailable(exc):
-        return await _unavailable(request, exc)
-    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
-    if sqlstate.startswith("22"):  # data exception: a value the database cannot store (a NUL in text...)
+    """What the database said, as the client should read it (``shared.db.failures``). Logged without the
+    statement's parameters or the server's message, which may quote personal data."""
+    failure = classify(exc)
+    where = f"{request.method} {request.url.path}"
+    if failure is Failure.UNAVAILABLE:
+        log.warning("database unavailable during %s: %s", where, describe(exc))
+        return problem_response(503, "service-unavailable", "Service unavailable",
+                                "The database is not answering; retry later.", headers={"Retry-After": "1"})
+    if failure is Failure.CONTENDED:
+        log.info("concurrent write during %s: %s", where, describe(exc))
+        return problem_response(503, "service-unavailable", "Service unavailable",
+                                "A concurrent change got in the way; retry.", headers={"Retry-After": "1"})
+    if failure is Failure.REFUSED:
         return problem_response(422, "validation-error", "Request is not valid",
-                                "A value in the request cannot be stored (for example a NUL character in text).")
-    log.error("database error during %s %s", request.method, request.url.path, exc_info=exc)
+                                "A value in the request cannot be stored (a number out of range, or text the "
+                                "database refuses).")
+    log.error("database error during %s: %s\n%s", where, describe(exc),
+              "".join(traceback.format_tb(exc.__traceback__)))
     return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if is_unavailable(exc):
-        return await _unavailable(request, exc)
     log.exception("unhandled error during %s %s", request.method, request.url.path)
     return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.")
 
@@ -154,8 +154,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LoyaltyError, _loyalty_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # Registered by class so they are answered without the server logging a stack trace for an outage.
-    for unavailable in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(unavailable, _unavailable)
-    app.add_exception_handler(DBAPIError, _database_error)
+    # Registered by class (not only under Exception, whose handler Starlette runs after logging a stack trace)
+    # so that an outage or a refused value is answered quietly.
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -30,11 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clock import utcnow
 from shared.context import correlation_id, subject_correlations
 from shared.db.database import Database
-from shared.db.failures import is_unavailable
+from shared.db.failures import Failure, classify, describe, is_unavailable
 from shared.db.statements import insert_ignoring_conflicts
 from shared.db.types import UTCDateTime
 from shared.messaging.events import Envelope, EventData, Topic, parse_data
-from shared.messaging.kafka import DLT_SUFFIX, topic_name
+from shared.messaging.kafka import DLT_SUFFIX, PLAINTEXT, KafkaSecurity, topic_name
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_HANDLED
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,36 @@ class Delivery:
     handler: Handler
 
 
+def _reason(exc: BaseException) -> str:
+    """Why an event was given up on, without the values it carried (a validation error's input, a
+    statement's parameters): dead-letter headers and logs hold no personal data."""
+    if isinstance(exc, ValidationError):
+        issues = "; ".join(f"{'.'.join(str(p) for p in issue['loc']) or 'event'}: {issue['msg']}"
+                           for issue in exc.errors(include_input=False, include_url=False))
+        return f"ValidationError: {issues}"
+    return describe(exc)
+
+
+class EventRefused(Exception):
+    """An event that fails the contract's checks: dead-lettered at once, never handled."""
+
+
+def refusal(topic: str, key: bytes | None, envelope: Envelope, data: EventData, prefix: str = "") -> str | None:
+    """Why an event must not be believed, or None. It must come on its own topic, from the service that the
+    contract names as its producer, and be about the member its record key names: ``subject``, the key and
+    ``data.member_id`` agree (the key decides the partition, so a mismatch would also break per-member order)."""
+    expected_topic = topic_name(prefix, data.TOPIC.value)
+    if topic != expected_topic:
+        return f"{envelope.type} belongs on {expected_topic}, not {topic}"
+    if envelope.source != data.SOURCE:
+        return f"{envelope.type} is produced by {data.SOURCE}, not {envelope.source!r}"
+    record_key = key.decode("utf-8", "replace") if key is not None else None
+    if not (envelope.subject == record_key == data.member_id):
+        return (f"subject {envelope.subject!r}, record key {record_key!r} and data.member_id "
+                f"{data.member_id!r} must be the same member")
+    return None
+
+
 @contextmanager
 def _correlated(envelope: Envelope) -> Iterator[None]:
     """The event's correlation id for what its handler writes (events it causes carry it on)."""
@@ -104,7 +134,9 @@ class EventConsumer:
         self, db: Database, inbox: Table, *, service: str, bootstrap: str, topic_prefix: str,
         topics: list[Topic], handlers: dict[str, Handler], max_attempts: int = 5, batch_size: int = 500,
         batch_handlers: dict[str, BatchHandler] | None = None, backlog_batch_size: int = 2000,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
+        self.security = security
         self.db = db
         self.inbox = inbox
         self.service = service
@@ -145,6 +177,7 @@ class EventConsumer:
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
                     max_poll_records=self.batch_size,
+                    **self.security.client_options(),
                 )
                 await self._consumer.start()
                 backoff = 0.5
@@ -220,12 +253,12 @@ class EventConsumer:
             except Exception as exc:
                 if is_unavailable(exc):
                     waited = min(max(waited * 2, 0.5), 5.0)
-                    log.warning("%s consumer: database unavailable (%s); retrying", self.service, exc)
+                    log.warning("%s consumer: database unavailable (%s); retrying", self.service, describe(exc))
                     await asyncio.sleep(waited)
                     continue
                 if len(deliveries) > 1:
-                    log.info("%s consumer: a batch of %d failed (%r); handling its events one by one",
-                             self.service, len(deliveries), exc)
+                    log.info("%s consumer: a batch of %d failed (%s); handling its events one by one",
+                             self.service, len(deliveries), describe(exc))
                 for delivery in deliveries:
                     await self._apply(delivery)
                 return []
@@ -246,7 +279,7 @@ class EventConsumer:
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Delivery | Exception | None:
         """The event with its typed payload and handler; None for a type this service does not need; the
-        error for an event it cannot read."""
+        error for an event it cannot read or must not believe (``refusal``)."""
         try:
             envelope = Envelope.model_validate_json(record.value or b"")
         except ValidationError as exc:
@@ -258,6 +291,9 @@ class EventConsumer:
             data = parse_data(envelope)
         except (KeyError, ValidationError) as exc:
             return exc
+        reason = refusal(record.topic, record.key, envelope, data, self.topic_prefix)
+        if reason is not None:
+            return EventRefused(reason)
         return Delivery(record, envelope, data, handler)
 
     async def _apply(self, delivery: Delivery) -> None:
@@ -275,15 +311,16 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if is_unavailable(exc):
+                failure = classify(exc)
+                if failure is Failure.UNAVAILABLE:
                     attempt -= 1  # not the event's fault: wait for the database, however long
                     waited = min(max(waited * 2, 0.5), 5.0)
-                    log.warning("%s consumer: database unavailable (%s); retrying", self.service, exc)
+                    log.warning("%s consumer: database unavailable (%s); retrying", self.service, describe(exc))
                     await asyncio.sleep(waited)
                     continue
-                log.warning("%s consumer: %s %s failed (attempt %d): %r",
-                            self.service, envelope.type, envelope.id, attempt, exc)
-                if attempt >= self.max_attempts:
+                log.warning("%s consumer: %s %s failed (attempt %d): %s",
+                            self.service, envelope.type, envelope.id, attempt, describe(exc))
+                if failure is Failure.REFUSED or attempt >= self.max_attempts:  # refused data stays refused
                     await self._dead_letter(delivery.record, exc, attempts=attempt)
                     return
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
@@ -379,11 +416,11 @@ class EventConsumer:
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int) -> None:
         if self._dlt is None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                        client_id=f"{self.service}-dlt")
+                                        client_id=f"{self.service}-dlt", **self.security.client_options())
             await producer.start()
             self._dlt = producer
         headers = [*(record.headers or ()),
-                   ("dlt.error", f"{type(exc).__name__}: {exc}"[:4000].encode()),
+                   ("dlt.error", _reason(exc)[:4000].encode()),
                    ("dlt.consumer", self.service.encode()),
                    ("dlt.original_topic", record.topic.encode()),
                    ("dlt.original_partition", str(record.partition).encode()),
@@ -395,7 +432,7 @@ class EventConsumer:
         EVENTS_HANDLED.labels(self.service, "unknown", "dead_lettered").inc()
         DEAD_LETTERS.labels(self.service, record.topic).inc()
         log.error("%s consumer: %s[%d]@%d sent to %s%s after %d attempts: %s", self.service, record.topic,
-                  record.partition, record.offset, record.topic, DLT_SUFFIX, attempts, exc)
+                  record.partition, record.offset, record.topic, DLT_SUFFIX, attempts, _reason(exc))
 
     async def _close_clients(self) -> None:
         for client in (self._consumer, self._dlt):

@@ -10,11 +10,22 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.clock import utcnow
+
+# Bounds of every figure an event carries, so no event a consumer believes can overflow the columns it
+# writes to (64-bit integers, NUMERIC(20, 4)) however many of them are added up.
+MAX_POINTS = 10**15
+Points = Annotated[int, Field(ge=-MAX_POINTS, le=MAX_POINTS)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+Amount = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=4, allow_inf_nan=False)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+Label = Annotated[str, StringConstraints(max_length=64)]
+Text = Annotated[str, StringConstraints(max_length=1000)]
+Moment = AwareDatetime
 
 
 class Topic(StrEnum):
@@ -39,13 +50,15 @@ class Envelope(BaseModel):
 
 
 class EventData(BaseModel):
-    """Base of every event payload; ``TYPE`` and ``TOPIC`` tie it to the contract table."""
+    """Base of every event payload; ``TYPE``, ``TOPIC`` and ``SOURCE`` (the service that produces it) tie it to
+    the contract table. Consumers believe an event only on its topic and from its source."""
 
     model_config = ConfigDict(extra="ignore")
     TYPE: ClassVar[str]
     TOPIC: ClassVar[Topic]
+    SOURCE: ClassVar[str]
 
-    member_id: str
+    member_id: Id
 
     def envelope(self, source: str, correlation_id: str | None = None) -> Envelope:
         return Envelope(
@@ -60,8 +73,8 @@ class EventData(BaseModel):
 
 
 class BalanceSnapshot(BaseModel):
-    available: int
-    pending: int
+    available: Points
+    pending: Points
 
 
 # --- loyalty.members ---------------------------------------------------------------------------------
@@ -70,10 +83,11 @@ class BalanceSnapshot(BaseModel):
 class MemberEnrolled(EventData):
     TYPE = "member.enrolled"
     TOPIC = Topic.MEMBERS
+    SOURCE = "points"
     status: Literal["active", "suspended", "closed"]
-    enrolled_at: datetime
-    birth_month: int | None = None
-    referred_by: str | None = None
+    enrolled_at: Moment
+    birth_month: int | None = Field(None, ge=1, le=12)
+    referred_by: Id | None = None
 
 
 class MemberUpdated(MemberEnrolled):
@@ -86,25 +100,27 @@ class MemberUpdated(MemberEnrolled):
 class PurchaseRecorded(EventData):
     TYPE = "purchase.recorded"
     TOPIC = Topic.PURCHASES
-    purchase_id: str
-    store_id: str | None = None
-    channel: str | None = None
-    occurred_at: datetime
-    currency: str
-    total: Decimal
-    points_earned: int
+    SOURCE = "points"
+    purchase_id: Id
+    store_id: Label | None = None
+    channel: Label | None = None
+    occurred_at: Moment
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    total: Amount
+    points_earned: Points
 
 
 class PurchaseRefunded(EventData):
     TYPE = "purchase.refunded"
     TOPIC = Topic.PURCHASES
-    purchase_id: str
-    refund_id: str
-    occurred_at: datetime
-    currency: str
-    amount: Decimal
-    points_reversed: int
-    purchase_occurred_at: datetime | None = Field(
+    SOURCE = "points"
+    purchase_id: Id
+    refund_id: Id
+    occurred_at: Moment
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    amount: Amount
+    points_reversed: Points
+    purchase_occurred_at: Moment | None = Field(
         None, description="When the refunded purchase happened, so a rolling window can subtract it."
     )
 
@@ -114,7 +130,8 @@ class PurchaseRefunded(EventData):
 
 class PointsEvent(EventData):
     TOPIC = Topic.POINTS
-    points: int
+    SOURCE = "points"
+    points: Points
     balance: BalanceSnapshot
 
 
@@ -123,34 +140,35 @@ class PointsEarned(PointsEvent):
     kind: Literal["earn", "bonus"] = Field(
         "earn", description="earn: a purchase's own points; bonus: an enrollment or referral bonus, whose "
                             "purchase_id (for a referral) is the referred member's purchase")
-    rule_ids: list[str] | None = None
-    purchase_id: str | None = None
+    rule_ids: list[Label] | None = Field(None, max_length=100)
+    purchase_id: Id | None = None
     status: Literal["credited", "pending"] = "credited"
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
 
 
 class PointsSpent(PointsEvent):
     TYPE = "points.spent"
-    redemption_id: str
+    redemption_id: Id
 
 
 class PointsSpendDeclined(EventData):
     TYPE = "points.spend_declined"
     TOPIC = Topic.POINTS
-    redemption_id: str
-    points: int
+    SOURCE = "points"
+    redemption_id: Id
+    points: Points
     reason: Literal["insufficient-points", "member-not-found", "member-inactive"]
 
 
 class PointsRefunded(PointsEvent):
     TYPE = "points.refunded"
-    redemption_id: str
+    redemption_id: Id
 
 
 class PointsReversed(PointsEvent):
     TYPE = "points.reversed"
-    purchase_id: str
-    refund_id: str
+    purchase_id: Id
+    refund_id: Id
 
 
 class PointsExpired(PointsEvent):
@@ -159,15 +177,15 @@ class PointsExpired(PointsEvent):
 
 class PointsAdjusted(PointsEvent):
     TYPE = "points.adjusted"
-    adjustment_id: str
-    reason: str
-    actor: str
+    adjustment_id: Id
+    reason: Text
+    actor: Label
 
 
 class PointsTransferred(PointsEvent):
     TYPE = "points.transferred"
-    transfer_id: str
-    to_member_id: str
+    transfer_id: Id
+    to_member_id: Id
     direction: Literal["out", "in"]
 
 
@@ -176,10 +194,11 @@ class PointsTransferred(PointsEvent):
 
 class RedemptionEvent(EventData):
     TOPIC = Topic.REDEMPTIONS
-    redemption_id: str
-    reward_id: str
-    quantity: int = 1
-    points_cost: int
+    SOURCE = "rewards"
+    redemption_id: Id
+    reward_id: Id
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    points_cost: Annotated[int, Field(ge=0, le=MAX_POINTS)]
 
 
 class RedemptionRequested(RedemptionEvent):
@@ -192,7 +211,7 @@ class RedemptionConfirmed(RedemptionEvent):
 
 class RedemptionRejected(RedemptionEvent):
     TYPE = "redemption.rejected"
-    reason: str
+    reason: Label
 
 
 class RedemptionCancelled(RedemptionEvent):
@@ -205,14 +224,16 @@ class RedemptionCancelled(RedemptionEvent):
 class TierChanged(EventData):
     TYPE = "tier.changed"
     TOPIC = Topic.TIERS
-    from_tier: str | None
-    to_tier: str
-    rank: int = Field(description="Position of to_tier in the tier list, 0 for the lowest.")
-    ladder: list[str] = Field(default_factory=list, description="All tier ids, lowest first, at the time.")
-    earn_multiplier: Decimal
-    reason: str = Field(description="enrolled, upgrade, downgrade or tiers-changed; from_tier == to_tier means "
+    SOURCE = "tiers"
+    from_tier: Id | None
+    to_tier: Id
+    rank: int = Field(ge=0, le=1000, description="Position of to_tier in the tier list, 0 for the lowest.")
+    ladder: list[Id] = Field(default_factory=list, max_length=1000,
+                             description="All tier ids, lowest first, at the time.")
+    earn_multiplier: Decimal = Field(gt=0, max_digits=8, decimal_places=4, allow_inf_nan=False)
+    reason: Label = Field(description="enrolled, upgrade, downgrade or tiers-changed; from_tier == to_tier means "
                                     "the tier's terms (multiplier, ladder) changed, not the member's tier")
-    at: datetime
+    at: Moment
 
 
 class RfmScores(BaseModel):
@@ -226,13 +247,14 @@ class MemberSegmentChanged(EventData):
 
     TYPE = "member.segment_changed"
     TOPIC = Topic.MEMBERS
+    SOURCE = "tiers"
     value_class: Literal["A", "B", "C", "D"]
     lifecycle: Literal["new", "active", "at_risk", "lapsed", "won_back"]
     previous_value_class: Literal["A", "B", "C", "D"] | None = Field(
         None, description="None the first time the member is segmented")
     previous_lifecycle: Literal["new", "active", "at_risk", "lapsed", "won_back"] | None = None
     rfm: RfmScores
-    at: datetime
+    at: Moment
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
@@ -244,6 +266,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RedemptionCancelled, TierChanged, MemberSegmentChanged,
     )
 }
+
+
+assert all(isinstance(getattr(cls, "SOURCE", None), str) for cls in EVENT_TYPES.values()), "a type without producer"
 
 
 def parse_data(envelope: Envelope) -> EventData:

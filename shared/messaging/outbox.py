@@ -46,7 +46,7 @@ from shared.db.database import Database, unit_of_work
 from shared.db.driver import WritesTogether
 from shared.db.types import UTCDateTime
 from shared.messaging.events import EventData
-from shared.messaging.kafka import make_producer, topic_name
+from shared.messaging.kafka import PLAINTEXT, KafkaSecurity, make_producer, topic_name
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, count_committed
 from shared.signals import Signal
 
@@ -145,7 +145,9 @@ class OutboxRelay:
     def __init__(
         self, db: Database, table: Table, *, bootstrap: str, topic_prefix: str, client_id: str,
         poll_seconds: float = 0.2, batch_size: int = 500, service: str | None = None, backlog_seconds: float = 5.0,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
+        self.security = security
         self.db = db
         self.service = service or client_id
         self.backlog_seconds = backlog_seconds
@@ -276,7 +278,7 @@ class OutboxRelay:
 
     async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
-            producer = make_producer(self.bootstrap, self.client_id)
+            producer = make_producer(self.bootstrap, self.client_id, self.security)
             try:
                 await producer.start()
             except BaseException:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ops.cli import app as cli
+from shared.http.server import CONCURRENCY_LIMIT, PROTOCOL, uvicorn_args
 from shared.settings import ServiceSettings
 from tests.support import ROOT, SERVICES
 
@@ -104,8 +105,11 @@ def test_deployment_probes_resources_and_security(service: str) -> None:
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
     (container,) = spec["containers"]
     assert container["image"] == "loyalty", "the image deploy/Dockerfile builds (kustomization images: sets it)"
-    assert f"services.{service}.app:create_app" in container["command"]
-    assert str(PORTS[service]) in container["command"]
+    command = container["command"]
+    assert command == ["uvicorn", *uvicorn_args(f"services.{service}.app:create_app", host="0.0.0.0",
+                                                port=PORTS[service])], "the services' command line, literally"
+    assert command[command.index("--http") + 1] == PROTOCOL, "request deadlines against slow clients"
+    assert command[command.index("--limit-concurrency") + 1] == str(CONCURRENCY_LIMIT)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": PORTS[service]}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

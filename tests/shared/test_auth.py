@@ -37,13 +37,61 @@ def test_removed_key_stops_working_without_restart(tmp_path: Path, monkeypatch: 
     assert store.authenticate("key-a") is None
 
 
-def test_broken_keys_file_keeps_the_previous_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_keys_file_fails_closed_until_it_is_good_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that cannot be read may have revoked any of its keys: none works, the bootstrap key still does,
+    and it is logged as an error; a good file brings its keys back."""
     monkeypatch.setattr(auth, "RELOAD_SECONDS", 0.0)
     path = tmp_path / "keys.json"
     write_keys_file(path, [KeyRecord(name="a", key_sha256=hash_key("key-a"), scopes=[Scope.ADMIN])])
-    store = KeyStore(None, path)
-    path.write_text("[{not json")
+    store = KeyStore("boot-secret", path)
     assert store.authenticate("key-a") is not None
+    path.write_text("[{not json")
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    with caplog.at_level("ERROR", logger="shared.http.auth"):
+        assert store.authenticate("key-a") is None
+    assert store.authenticate("boot-secret") is not None
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    path.chmod(0o000)  # unreadable as well as unparsable: still closed (root reads anyway; then it is parsed)
+    assert store.authenticate("key-a") is None
+    path.chmod(0o600)
+    write_keys_file(path, [KeyRecord(name="a", key_sha256=hash_key("key-a"), scopes=[Scope.ADMIN])])
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    assert store.authenticate("key-a") is not None
+
+
+def test_a_store_bound_key_acts_only_for_its_stores(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keys_file(path, [
+        KeyRecord(name="till-12", key_sha256=hash_key("till"), scopes=[Scope.PURCHASES_WRITE], stores=["store-12"]),
+        KeyRecord(name="web", key_sha256=hash_key("web"), scopes=[Scope.PURCHASES_WRITE]),
+    ])
+    store = KeyStore(None, path)
+    till, web = store.authenticate("till"), store.authenticate("web")
+    assert till is not None and web is not None
+    assert till.store_bound and till.acts_for("store-12")
+    assert not till.acts_for("store-13") and not till.acts_for(None) and not till.reads_contacts
+    assert not web.store_bound and web.acts_for(None) and web.acts_for("store-13") and web.reads_contacts
+
+
+def test_unknown_keys_from_one_address_are_braked_while_known_keys_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keys_file(path, [KeyRecord(name="web", key_sha256=hash_key("web"), scopes=[Scope.MEMBERS_READ])])
+    store = KeyStore(None, path)
+    answers: list[tuple[str, str | None]] = []
+    for attempt in range(store.guesses.limit + 5):
+        try:
+            store.admit(f"guess-{attempt}", "10.0.0.9")
+        except auth.RateLimited as exc:
+            answers.append(("429", exc.headers["Retry-After"]))
+        except auth.Unauthorized:
+            answers.append(("401", None))
+    assert [status for status, _ in answers] == ["401"] * store.guesses.limit + ["429"] * 5
+    assert all(0 < int(wait) <= 60 for status, wait in answers if status == "429" and wait)
+    assert store.admit("web", "10.0.0.9").name == "web"  # the guesser's address, a good key
+    with pytest.raises(auth.Unauthorized):
+        store.admit("guess", "10.0.0.10")  # another address is not braked
 
 
 async def test_missing_unknown_and_unscoped_keys_are_refused(empty_db: object, tmp_path: Path) -> None:

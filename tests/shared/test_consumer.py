@@ -8,21 +8,28 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ops.dlt import list_dead_letters, replay_dead_letters
 from shared.context import correlation_for
 from shared.db.database import Database
-from shared.messaging.consumer import Delivery, EventConsumer
-from shared.messaging.events import Envelope, EventData, MemberEnrolled, Topic
+from shared.messaging.consumer import Delivery, EventConsumer, refusal
+from shared.messaging.events import (
+    Envelope,
+    EventData,
+    MemberEnrolled,
+    MemberSegmentChanged,
+    PointsAdjusted,
+    Topic,
+)
 from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics
 
 pytestmark = pytest.mark.usefixtures("kafka")
 
 
 def enrolled(member: str) -> Envelope:
-    return MemberEnrolled(member_id=member, status="active", enrolled_at="2026-11-20T10:00:00Z").envelope("test")
+    return MemberEnrolled(member_id=member, status="active", enrolled_at="2026-11-20T10:00:00Z").envelope("points")
 
 
 @pytest.fixture
@@ -34,11 +41,13 @@ async def prefix(kafka: str) -> AsyncIterator[str]:
 
 
 async def produce(kafka: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """All to partition 0, so events about several members keep the order they were sent in (each keyed by
+    its member, as consumers check)."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka, enable_idempotence=True)
     await producer.start()
     try:
         for key, value in messages:
-            await producer.send_and_wait(topic, value=value, key=key, headers=[("origin", b"test")])
+            await producer.send_and_wait(topic, value=value, key=key, partition=0, headers=[("origin", b"test")])
     finally:
         await producer.stop()
 
@@ -86,9 +95,9 @@ async def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves
 
     topic = prefix + Topic.MEMBERS
     await produce(kafka, topic, [
-        (b"k", b"{not json"),
-        (b"k", enrolled("bad").model_dump_json().encode()),
-        (b"k", enrolled("good").model_dump_json().encode()),
+        (b"bad", b"{not json"),
+        (b"bad", enrolled("bad").model_dump_json().encode()),
+        (b"good", enrolled("good").model_dump_json().encode()),
     ])
     consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
                              topics=[Topic.MEMBERS], handlers={"member.enrolled": handler}, max_attempts=3)
@@ -104,7 +113,7 @@ async def test_poison_events_go_to_the_dead_letter_topic_and_the_partition_moves
         await dlt.stop()
     assert records[0].value == b"{not json"
     headers = [dict(r.headers) for r in records]
-    assert all(r.key == b"k" for r in records)
+    assert [r.key for r in records] == [b"bad", b"bad"]
     assert headers[0]["origin"] == b"test" and headers[0]["dlt.original_topic"] == topic.encode()
     assert b"RuntimeError: handler bug" in headers[1]["dlt.error"] and headers[1]["dlt.attempts"] == b"3"
 
@@ -157,7 +166,7 @@ async def test_a_batch_goes_to_the_batch_handler_with_each_members_correlation_i
     for number in range(12):
         envelope = enrolled(f"m-{number}")
         envelope.correlation_id = f"request-{number}"
-        sent.append((b"k", envelope.model_dump_json().encode()))  # one key: one partition, one order
+        sent.append((f"m-{number}".encode(), envelope.model_dump_json().encode()))
     await produce(kafka, prefix + Topic.MEMBERS, sent)
     consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
                              topics=[Topic.MEMBERS], handlers={"member.enrolled": one},
@@ -184,7 +193,7 @@ async def test_a_failing_batch_is_handled_again_event_by_event(
         raise RuntimeError("batch bug")
 
     await produce(kafka, prefix + Topic.MEMBERS,
-                  [(b"k", enrolled(name).model_dump_json().encode()) for name in ("a", "bad", "b", "c")])
+                  [(name.encode(), enrolled(name).model_dump_json().encode()) for name in ("a", "bad", "b", "c")])
     consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
                              topics=[Topic.MEMBERS], handlers={"member.enrolled": one},
                              batch_handlers={"member.enrolled": many}, max_attempts=2)
@@ -220,3 +229,88 @@ async def test_an_event_told_twice_in_a_batch_or_handled_before_takes_effect_onc
     assert seen == ["m-1", "m-2", "m-3"]
     async with db.read() as session:
         assert (await session.execute(select(func.count()).select_from(tables["inbox"]))).scalar() == 3
+
+
+async def test_forged_events_change_nothing_and_land_in_the_dead_letters_with_the_reason(
+    db: Database, tables: dict[str, Table], kafka: str, prefix: str
+) -> None:
+    """An event is believed only on its own topic, from its producer, about the member its key names, with
+    figures in range; anything else goes to the dead letters at once, the handler never sees it."""
+    seen: list[str] = []
+
+    async def handler(_: AsyncSession, envelope: Envelope, __: EventData) -> None:
+        seen.append(envelope.id)
+
+    adjusted = PointsAdjusted(member_id="m-1", points=500, balance={"available": 500, "pending": 0},
+                              adjustment_id="a-1", reason="forged", actor="nobody")
+    on_members = adjusted.envelope("points")  # right source, wrong topic
+    from_tiers = adjusted.envelope("tiers")  # wrong source
+    other_key = adjusted.envelope("points")  # key of another member
+    other_subject = adjusted.envelope("points")
+    other_subject.subject = "m-2"
+    huge = adjusted.envelope("points")
+    huge.data["points"] = 10**22  # beyond any column
+    genuine = adjusted.envelope("points")
+    points_topic, members_topic = prefix + Topic.POINTS, prefix + Topic.MEMBERS
+    await produce(kafka, members_topic, [(b"m-1", on_members.model_dump_json().encode())])
+    await produce(kafka, points_topic, [
+        (b"m-1", from_tiers.model_dump_json().encode()),
+        (b"m-2", other_key.model_dump_json().encode()),
+        (b"m-1", other_subject.model_dump_json().encode()),
+        (b"m-1", huge.model_dump_json().encode()),
+        (b"m-1", genuine.model_dump_json().encode()),
+    ])
+    consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
+                             topics=[Topic.MEMBERS, Topic.POINTS], handlers={"points.adjusted": handler})
+    await run_until(consumer, lambda: consumer.dead_lettered == 5 and consumer.handled == 1)
+    assert seen == [genuine.id]
+
+    errors: list[bytes] = []
+    dlt = AIOKafkaConsumer(points_topic + ".dlt", members_topic + ".dlt", bootstrap_servers=kafka,
+                           auto_offset_reset="earliest", group_id=f"check-{uuid.uuid4().hex}")
+    await dlt.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(errors) < 5 and asyncio.get_running_loop().time() < deadline:
+            for batch in (await dlt.getmany(timeout_ms=1000)).values():
+                errors.extend(dict(r.headers)["dlt.error"] for r in batch)
+    finally:
+        await dlt.stop()
+    text = b"\n".join(errors)
+    assert b"belongs on" in text and b"is produced by points, not 'tiers'" in text
+    assert text.count(b"must be the same member") == 2
+    assert b"points: Input should be less than or equal to" in text
+    assert b"10000000000000000000000" not in text  # reasons name the field, not the value
+
+
+def test_the_refusals_read_topic_source_and_members() -> None:
+    data = MemberEnrolled(member_id="m-1", status="active", enrolled_at="2026-11-20T10:00:00Z")
+    envelope = data.envelope("points")
+    assert refusal("p.loyalty.members", b"m-1", envelope, data, "p.") is None
+    assert refusal("loyalty.members", b"m-1", envelope, data, "p.") is not None
+    assert refusal("p.loyalty.members", None, envelope, data, "p.") is not None
+    assert refusal("p.loyalty.members", b"m-1", data.envelope("rewards"), data, "p.") is not None
+    segment = MemberSegmentChanged(member_id="m-1", value_class="A", lifecycle="active",
+                                   rfm={"recency": 5, "frequency": 5, "monetary": 5}, at="2026-11-20T10:00:00Z")
+    assert refusal("p.loyalty.members", b"m-1", segment.envelope("tiers"), segment, "p.") is None
+    assert refusal("p.loyalty.members", b"m-1", segment.envelope("points"), segment, "p.") is not None
+
+
+async def test_a_value_the_database_refuses_is_dead_lettered_at_once(
+    db: Database, tables: dict[str, Table], kafka: str, prefix: str
+) -> None:
+    """Data the database cannot store stays unstorable: no retries, straight to the dead letters, and the
+    header names the failure without the value."""
+    attempts: list[str] = []
+
+    async def handler(session: AsyncSession, envelope: Envelope, __: EventData) -> None:
+        attempts.append(envelope.id)
+        await session.execute(text("SELECT CAST(:value AS integer)"), {"value": "12a@example.com"})
+
+    await produce(kafka, prefix + Topic.MEMBERS, [(b"m-5", enrolled("m-5").model_dump_json().encode())])
+    consumer = EventConsumer(db, tables["inbox"], service="test", bootstrap=kafka, topic_prefix=prefix,
+                             topics=[Topic.MEMBERS], handlers={"member.enrolled": handler}, max_attempts=5)
+    await run_until(consumer, lambda: consumer.dead_lettered == 1)
+    assert len(attempts) == 2  # in its batch, then alone once: not the 5 attempts of a failing handler
+    letters = await list_dead_letters(kafka, prefix)
+    assert len(letters) == 1 and "SQLSTATE 22" in letters[0].error and "example.com" not in letters[0].error

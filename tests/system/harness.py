@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.http.server import uvicorn_args
 from shared.messaging.kafka import all_topic_names, delete_topics
 from tests.support import ADMIN_KEY, ROOT, SERVICES, db_name, db_url, recreate_schema
 
@@ -43,8 +44,8 @@ class ServiceProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "uvicorn"), "--factory", f"services.{self.name}.app:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            [str(Path(sys.executable).parent / "uvicorn"),
+             *uvicorn_args(f"services.{self.name}.app:create_app", host="127.0.0.1", port=self.port)],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
