@@ -172,7 +172,8 @@ app.add_typer(dlt_app, name="dlt")
 def dlt_list(limit: int = 100) -> None:
     """Show dead letters: where they came from, their event type and the error."""
     settings = service_settings("points")
-    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix, limit))
+    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix, limit,
+                                            security=settings.kafka_security()))
     for letter in letters:
         origin = f"{letter.headers.get('dlt.original_topic', '?')}[{letter.headers.get('dlt.original_partition', '?')}]"
         typer.echo(f"{letter.topic}:{letter.partition}:{letter.offset}\t{origin}@"
@@ -185,7 +186,8 @@ def dlt_list(limit: int = 100) -> None:
 def dlt_replay() -> None:
     """Send dead letters not replayed before back to their topics (after fixing what made them fail)."""
     settings = service_settings("points")
-    count = asyncio.run(replay_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix))
+    count = asyncio.run(replay_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix,
+                                            security=settings.kafka_security()))
     typer.echo(f"replayed {count} dead letters")
 
 
@@ -206,7 +208,8 @@ def topics() -> None:
     """Create the loyalty topics and their dead-letter topics (kept forever) if missing."""
     settings = service_settings("points")
     names = all_topic_names(settings.kafka_topic_prefix)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, names, settings.kafka_partitions))
+    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, names, settings.kafka_partitions,
+                              security=settings.kafka_security()))
     typer.echo(f"{len(names)} topics ready")
 
 

@@ -49,12 +49,12 @@ from services.tiers.settings import Settings
 from shared.clock import utcnow
 from shared.context import correlation_id
 from shared.db.database import Database
-from shared.db.failures import is_unavailable
+from shared.db.failures import describe, is_unavailable
 from shared.db.migrations import upgrade
 from shared.errors import LoyaltyError
-from shared.messaging.consumer import EventConsumer, Handler
+from shared.messaging.consumer import EventConsumer, Handler, refusal
 from shared.messaging.events import Envelope, EventData, MemberSegmentChanged, parse_data
-from shared.messaging.kafka import topic_name
+from shared.messaging.kafka import KafkaSecurity, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,13 @@ async def _replay(db: Database, settings: Settings, report: Report) -> None:
     inbox_writer = EventConsumer(db, inbox, service="tiers-rebuild", bootstrap=settings.kafka_bootstrap_servers,
                                  topic_prefix=prefix, topics=[], handlers=HANDLERS)
     partitions = await _partitions(settings.kafka_bootstrap_servers,
-                                   [topic_name(prefix, topic.value) for topic in consumers.TOPICS], report)
+                                   [topic_name(prefix, topic.value) for topic in consumers.TOPICS], report,
+                                   settings.kafka_security())
     if not partitions:
         return
     kafka = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, auto_offset_reset="earliest", client_id="tiers-rebuild")
+                             enable_auto_commit=False, auto_offset_reset="earliest", client_id="tiers-rebuild",
+                             **settings.kafka_security().client_options())
     await kafka.start()
     try:
         kafka.assign(partitions)
@@ -197,9 +199,10 @@ async def _replay(db: Database, settings: Settings, report: Report) -> None:
     report.handled, report.duplicates = inbox_writer.handled, inbox_writer.duplicates
 
 
-async def _partitions(bootstrap: str, names: list[str], report: Report) -> list[TopicPartition]:
+async def _partitions(bootstrap: str, names: list[str], report: Report,
+                      security: KafkaSecurity) -> list[TopicPartition]:
     """Every partition of the topics that exist, in topic order."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tiers-rebuild")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tiers-rebuild", **security.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -239,13 +242,18 @@ async def _handle(inbox_writer: EventConsumer, record: ConsumerRecord[bytes, byt
         log.warning("rebuild: %s %s unreadable; skipped: %s", where, envelope.type, exc)
         report.skipped += 1
         return
+    refused = refusal(record.topic, record.key, envelope, data, inbox_writer.topic_prefix)
+    if refused is not None:  # what the live consumer dead-lettered, the rebuild does not believe either
+        log.warning("rebuild: %s %s refused; skipped: %s", where, envelope.type, refused)
+        report.skipped += 1
+        return
     token = correlation_id.set(envelope.correlation_id)
     try:
         await inbox_writer.apply(envelope, data, handler)
     except Exception as exc:
         if is_unavailable(exc):
             raise
-        log.warning("rebuild: %s %s %s refused; skipped: %r", where, envelope.type, envelope.id, exc)
+        log.warning("rebuild: %s %s %s refused; skipped: %s", where, envelope.type, envelope.id, describe(exc))
         report.skipped += 1
     finally:
         correlation_id.reset(token)

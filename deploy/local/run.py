@@ -45,6 +45,7 @@ def admin_key() -> str:
 def service_env(key: str) -> dict[str, str]:
     env = dict(os.environ)
     env["LOYALTY_BOOTSTRAP_ADMIN_KEY"] = key
+    env.setdefault("LOYALTY_ENV", "development")  # a key of the user's choosing may be a weak one here
     env.setdefault("LOYALTY_API_KEYS_FILE", str(DATA / "api-keys.json"))
     for name in SERVICES:
         env.setdefault(f"{name.upper()}_DATABASE_URL", f"sqlite+aiosqlite:///{DATA / name}.db")

@@ -45,6 +45,9 @@ class Program(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # A new random token with every change of the earning rules (see rules.active_rules).
     rules_version: Mapped[str] = mapped_column(String(36), default="", server_default="")
+    # Where weekdays, birthdays and periods are read (an IANA name), and the most one purchase may earn.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    max_points_per_purchase: Mapped[int] = mapped_column(BigInteger, default=10**9, server_default="1000000000")
 
 
 class Member(Base):

@@ -68,6 +68,7 @@ class Redemption(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     asks: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str | None] = mapped_column(String(64))  # the name of the API key that asked for it
 
     __table_args__ = (
         Index("ix_redemption_member_created", "member_id", "created_at", "redemption_id"),

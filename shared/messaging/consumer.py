@@ -100,7 +100,8 @@ def _reason(exc: BaseException) -> str:
 
 
 class EventRefused(Exception):
-    """An event that fails the contract's checks: dead-lettered at once, never handled."""
+    """An event that must not be believed: it fails the contract's checks (``refusal``), or its handler finds
+    it about something the service cannot know (a member its owner never enrolled). Dead-lettered at once."""
 
 
 def refusal(topic: str, key: bytes | None, envelope: Envelope, data: EventData, prefix: str = "") -> str | None:
@@ -320,7 +321,8 @@ class EventConsumer:
                     continue
                 log.warning("%s consumer: %s %s failed (attempt %d): %s",
                             self.service, envelope.type, envelope.id, attempt, describe(exc))
-                if failure is Failure.REFUSED or attempt >= self.max_attempts:  # refused data stays refused
+                refused = failure is Failure.REFUSED or isinstance(exc, EventRefused)  # no retry changes that
+                if refused or attempt >= self.max_attempts:
                     await self._dead_letter(delivery.record, exc, attempts=attempt)
                     return
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))

@@ -112,3 +112,16 @@ async def test_missing_unknown_and_unscoped_keys_are_refused(empty_db: object, t
                                      json={"currency": "USD", "points_per_unit": "1", "expiry_days": 30,
                                            "pending_days": 0})
         assert forbidden.status_code == 403 and forbidden.json()["type"] == "/problems/forbidden"
+
+
+async def test_repeated_unknown_keys_get_429_while_a_good_key_gets_200(empty_db: object) -> None:
+    await empty_db("points")  # type: ignore[operator]
+    async with service_client("points") as (_, client):
+        answers = [await client.get("/v1/program", headers={"Authorization": f"Bearer guess-{n}"})
+                   for n in range(30)]
+        assert [a.status_code for a in answers[:20]] == [401] * 20
+        limited = answers[-1]
+        assert limited.status_code == 429 and limited.json()["type"] == "/problems/rate-limited"
+        assert 0 < int(limited.headers["retry-after"]) <= 60
+        assert limited.headers["content-type"].startswith("application/problem+json")
+        assert (await client.get("/v1/program")).status_code == 200  # the admin key, from the same address

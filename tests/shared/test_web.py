@@ -77,3 +77,14 @@ async def test_oversized_body_is_413_problem(empty_db: Callable[[str], Awaitable
         streamed = await client.post("/v1/purchases/batch", content=chunks(),
                                      headers={"Content-Type": "application/json"})
         assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize("key", ["changeme", "ADMIN", "short-key", "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab"])
+def test_a_weak_admin_key_is_refused_unless_development_is_set_explicitly(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOYALTY_ENV", raising=False)
+    with pytest.raises(ValidationError, match="LOYALTY_ENV=development"):
+        Settings(bootstrap_admin_key=key)  # production unless told otherwise
+    monkeypatch.setenv("LOYALTY_ENV", "development")
+    assert Settings(bootstrap_admin_key=key).environment == "development"

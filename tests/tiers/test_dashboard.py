@@ -168,3 +168,13 @@ async def test_the_dashboard_is_in_the_openapi_under_analytics(client: httpx.Asy
     assert {"401", "403"} <= set(operation["responses"])
     assert "analytics" in {tag["name"] for tag in spec["tags"]}
     assert not any(path.startswith("/dashboard/static") for path in spec["paths"])
+
+
+async def test_a_guesser_at_the_password_prompt_is_braked_while_the_admin_key_still_opens_it(
+    keyed_client: httpx.AsyncClient,
+) -> None:
+    answers = [(await keyed_client.get("/dashboard", headers=basic(f"guess-{n}"))) for n in range(25)]
+    assert [a.status_code for a in answers[:20]] == [401] * 20
+    assert {a.status_code for a in answers[20:]} == {429}
+    assert answers[-1].json()["type"] == "/problems/rate-limited" and int(answers[-1].headers["retry-after"]) > 0
+    assert (await keyed_client.get("/dashboard", headers=basic(ADMIN_KEY))).status_code == 200

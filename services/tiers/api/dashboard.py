@@ -25,8 +25,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from services.tiers.domain import figures
 from services.tiers.service.projections import WEEKS, Dashboard, gather
-from shared.errors import Forbidden, LoyaltyError, NotFound, ServiceUnavailable, Unauthorized
-from shared.http.auth import KeyStore, Scope, presented_key
+from shared.errors import Forbidden, LoyaltyError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
+from shared.http.auth import KeyStore, Scope, client_address, presented_key
 from shared.http.problems import problem_response, problem_responses
 from shared.runtime import Db
 
@@ -70,9 +70,10 @@ def _refusal(request: Request) -> Response | None:
     if key is None:
         return _problem(Unauthorized("The dashboard needs an admin key: any user name, the key as the password."))
     store: KeyStore = request.app.state.keys
-    principal = store.authenticate(key)
-    if principal is None:
-        return _problem(Unauthorized("The API key is not known or was revoked."))
+    try:
+        principal = store.admit(key, client_address(request))  # a guesser at the prompt is braked like anyone
+    except LoyaltyError as refused:
+        return _problem(refused)
     if not principal.allows(Scope.ADMIN):
         return _problem(Forbidden("The dashboard needs a key with the 'admin' scope."))
     request.state.principal = principal
@@ -80,8 +81,8 @@ def _refusal(request: Request) -> Response | None:
 
 
 def _problem(error: LoyaltyError) -> Response:
-    headers = CHALLENGE if error.status == 401 else None
-    return problem_response(error.status, error.slug, error.title, error.detail, headers=headers)
+    headers = {**CHALLENGE, **error.headers} if error.status == 401 else error.headers
+    return problem_response(error.status, error.slug, error.title, error.detail, headers=headers or None)
 
 
 # --- the charts ----------------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ th[scope=row], thead th:first-child {{ text-align: left; }}
 
 @router.get(
     "/dashboard", summary="Operator dashboard (HTML)", response_class=HTMLResponse,
-    responses=problem_responses(Unauthorized, Forbidden, ServiceUnavailable),
+    responses=problem_responses(Unauthorized, Forbidden, RateLimited, ServiceUnavailable),
     openapi_extra={"x-required-scopes": ["admin"]},  # the key is checked in the route (Basic challenge)
 )
 async def get_dashboard(request: Request, db: Db) -> Response:
