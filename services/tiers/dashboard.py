@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiers import figures, projections, schemas, service
 from shared.clock import utcnow
-from shared.errors import Forbidden, LoyaltyError, NotFound, ServiceUnavailable, Unauthorized
+from shared.errors import Forbidden, LoyaltyError, ServiceUnavailable, Unauthorized
+from shared.http.assets import asset_response
 from shared.http.auth import KeyStore, Scope, presented_key
 from shared.http.problems import problem_response, problem_responses
 from shared.runtime import Db
@@ -246,10 +247,4 @@ async def get_dashboard(request: Request, db: Db) -> Response:
 @router.get("/dashboard/static/{name}", include_in_schema=False)
 async def get_dashboard_asset(name: str) -> FileResponse:
     """The dashboard's script and the vendored chart library; public, like any page's scripts."""
-    path = ASSETS.get(name)
-    if path is None:
-        raise NotFound(f"No dashboard asset '{name}'.")
-    if not path.exists():
-        raise NotFound(f"'{name}' is not vendored here; `make install` (deploy/local/vendor_assets.py) fetches it.")
-    return FileResponse(path, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    return asset_response(ASSETS, name, "dashboard")
