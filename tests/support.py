@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -44,6 +47,18 @@ def db_url(database: str) -> str:
 
 def service_db_url(service: str) -> str:
     return db_url(db_name(f"loyalty_test_{service}"))
+
+
+def vendor_assets() -> ModuleType:
+    """deploy/local/vendor_assets.py (a script, not a package module) as a module."""
+    name = "deploy_local_vendor_assets"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy/local/vendor_assets.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before it runs: its dataclass looks its module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def port_open(host: str, port: int) -> bool:

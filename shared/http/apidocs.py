@@ -2,19 +2,31 @@
 needs (security requirement, ``x-required-scopes`` and a "Scope:" line read from its ``shared.http.auth``
 dependency, so the docs cannot drift from what is enforced) and the errors the runtime answers for any route
 (401/403 from the key check, 413 from the body limit), with the problem+json schema they share.
+
+It also serves the pages that show the document: ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc). Both libraries
+are vendored at build time (``deploy/local/vendor_assets.py``, run by ``make install`` and the image build:
+pinned npm tarballs checked by sha256) into ``static/vendor/`` and served at ``/docs/assets/``; Swagger UI is
+started by ``static/docs.js``, ReDoc by its ``<redoc>`` element. The pages load nothing from anywhere else and
+run no inline script, and their Content-Security-Policy says so to the browser: operators paste admin keys
+into "Authorize". Without the vendored files a page answers 503, saying what to run.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
 from typing import Any, get_args
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
-from shared.errors import Forbidden, PayloadTooLarge, Unauthorized
+from shared.errors import Forbidden, PayloadTooLarge, ServiceUnavailable, Unauthorized
+from shared.http.assets import asset_response
 from shared.http.auth import Scope
 from shared.http.problems import Problem, merge_responses, problem_responses
 
@@ -148,9 +160,124 @@ def complete_openapi(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any
     return schema
 
 
+# --- the pages ----------------------------------------------------------------------------------------
+
+STATIC = Path(__file__).parent / "static"
+VENDOR = STATIC / "vendor"  # gitignored: filled by deploy/local/vendor_assets.py
+ASSETS = {  # what /docs/assets/ serves, by name; nothing else is reachable there
+    "docs.js": STATIC / "docs.js",
+    "swagger-ui-bundle.js": VENDOR / "swagger-ui-bundle.js",
+    "swagger-ui.css": VENDOR / "swagger-ui.css",
+    "redoc.standalone.js": VENDOR / "redoc.standalone.js",
+}
+# What the pages may load, and from where: only this service. Each source is there for what the comment says.
+BASE_POLICY = {
+    "default-src": "'none'",
+    "script-src": "'self'",  # the vendored bundles (and docs.js): no inline script, no eval
+    "style-src": "'self'",  # the vendored stylesheet; styles set from the scripts go through the CSSOM, allowed
+    "img-src": "'self' data:",  # the icons swagger-ui.css carries as data: URIs
+    "connect-src": "'self'",  # the OpenAPI document and "Try it out", on this service only
+    "base-uri": "'none'",  # no <base> could point the pages' relative URLs elsewhere
+    "form-action": "'none'",  # Swagger UI's forms are handled by its script, never submitted
+    "frame-ancestors": "'none'",  # not in a frame of another site (clickjacking the Authorize dialog)
+}
+EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # the hash of "" (an empty <style>)
+REDOC_POLICY = {
+    **BASE_POLICY,
+    # styled-components adds empty <style> elements and fills them through the CSSOM: the hash of the empty
+    # string lets exactly those in, without 'unsafe-inline'.
+    "style-src": f"'self' {EMPTY_STYLE}",
+    "font-src": "data:",  # the tree-view icon font ReDoc's styles carry as a data: URI
+}
+# ReDoc also meets the policy twice, by design, and works on: it probes Function() for a search worker
+# (refused: it searches on the page) and shows the Redocly logo from Redocly's CDN (refused: no logo).
+
+
+def content_security_policy(policy: dict[str, str]) -> str:
+    return "; ".join(f"{directive} {sources}" for directive, sources in policy.items())
+
+
+# The URLs in the pages are relative (docs/assets/x from /docs and /redoc alike), so they hold behind a proxy
+# that serves the service under a prefix. The empty icon spares a request for /favicon.ico.
+HEAD = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+"""
+
+
+@dataclass(frozen=True)
+class DocsPage:
+    library: str
+    needs: tuple[str, ...]  # names in ASSETS that must be vendored
+    policy: dict[str, str]
+    body: str  # the page after HEAD, with {title} and {openapi_url}
+
+
+SWAGGER_UI = DocsPage("Swagger UI", ("swagger-ui-bundle.js", "swagger-ui.css"), BASE_POLICY, """\
+<title>{title} - Swagger UI</title>
+<link rel="stylesheet" href="docs/assets/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
+<script src="docs/assets/swagger-ui-bundle.js"></script>
+<script src="docs/assets/docs.js"></script>
+</body>
+</html>
+""")
+REDOC = DocsPage("ReDoc", ("redoc.standalone.js",), REDOC_POLICY, """\
+<title>{title} - ReDoc</title>
+</head>
+<body>
+<redoc spec-url="{openapi_url}" disable-telemetry="true"></redoc>
+<script type="module" src="docs/assets/redoc.standalone.js"></script>
+</body>
+</html>
+""")
+
+pages = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, page: DocsPage) -> HTMLResponse:
+    """The page, or a 503 saying what to run where its library is not vendored."""
+    missing = [name for name in page.needs if not ASSETS[name].exists()]
+    if missing:
+        raise ServiceUnavailable(f"{page.library} is not installed here ({', '.join(missing)} missing under "
+                                 f"shared/http/static/vendor/): run `make install` (deploy/local/vendor_assets.py).")
+    app: FastAPI = request.app
+    body = page.body.format(title=escape(app.title), openapi_url=escape((app.openapi_url or "").lstrip("/")))
+    return HTMLResponse(HEAD + body, headers={
+        "Content-Security-Policy": content_security_policy(page.policy),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    })
+
+
+@pages.get("/docs")
+async def swagger_ui(request: Request) -> HTMLResponse:
+    return render(request, SWAGGER_UI)
+
+
+@pages.get("/redoc")
+async def redoc(request: Request) -> HTMLResponse:
+    return render(request, REDOC)
+
+
+@pages.get("/docs/assets/{name}")
+async def docs_asset(name: str) -> FileResponse:
+    """The pages' scripts and stylesheet; public, like the pages and the document they show."""
+    return asset_response(ASSETS, name, "docs")
+
+
 def install_api_docs(app: FastAPI) -> None:
     """Replaces ``app.openapi`` with one that completes each document FastAPI builds (it builds one again
-    when routes are added)."""
+    when routes are added), and serves /docs and /redoc (the app must be made without FastAPI's own:
+    ``docs_url=None, redoc_url=None``)."""
+    if app.docs_url is not None or app.redoc_url is not None:
+        raise ValueError("install_api_docs serves /docs and /redoc: create the app with docs_url=None, redoc_url=None")
+    app.include_router(pages)
     completed: list[int] = []
 
     def openapi() -> dict[str, Any]:

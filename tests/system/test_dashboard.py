@@ -6,7 +6,6 @@ computed here from the seed. The page's screenshot is kept as a CI artifact: .ar
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,17 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright
 
-from tests.support import ADMIN_KEY, ROOT
+from tests.support import ADMIN_KEY
+from tests.system.browser import ARTIFACTS, launch
 from tests.system.harness import System, eventually
 from tests.tiers.pages import read_tables
 
 pytestmark = pytest.mark.system
 
-ARTIFACTS = ROOT / ".artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 # --- the seed, and what the dashboard must show for it -----------------------------------------------------
@@ -184,25 +181,6 @@ def consumed(system: System, want: Expected) -> None:
 
 
 # --- the browser -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Debian's chromium, installed by the project's script when missing."""
-    result = subprocess.run([str(ROOT / "deploy/local/browser.sh")], check=True, capture_output=True, text=True)
-    return result.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-def launch(playwright: Playwright, chromium: str, profile: Path, **options: Any) -> BrowserContext:
-    """Chromium on a fresh user-data-dir of its own: no cache, cookies or saved credentials from before."""
-    return playwright.chromium.launch_persistent_context(
-        profile, executable_path=chromium, headless=True, args=BROWSER_ARGS, **options)
 
 
 @pytest.fixture

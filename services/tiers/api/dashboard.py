@@ -25,7 +25,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from services.tiers.domain import figures
 from services.tiers.service.projections import WEEKS, Dashboard, gather
-from shared.errors import Forbidden, LoyaltyError, NotFound, RateLimited, ServiceUnavailable, Unauthorized
+from shared.errors import Forbidden, LoyaltyError, RateLimited, ServiceUnavailable, Unauthorized
+from shared.http.assets import asset_response
 from shared.http.auth import KeyStore, Scope, client_address, presented_key
 from shared.http.problems import problem_response, problem_responses
 from shared.runtime import Db
@@ -221,10 +222,4 @@ async def get_dashboard(request: Request, db: Db) -> Response:
 @router.get("/dashboard/static/{name}", include_in_schema=False)
 async def get_dashboard_asset(name: str) -> FileResponse:
     """The dashboard's script and the vendored chart library; public, like any page's scripts."""
-    path = ASSETS.get(name)
-    if path is None:
-        raise NotFound(f"No dashboard asset '{name}'.")
-    if not path.exists():
-        raise NotFound(f"'{name}' is not vendored here; `make install` (deploy/local/vendor_assets.py) fetches it.")
-    return FileResponse(path, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    return asset_response(ASSETS, name, "dashboard")
