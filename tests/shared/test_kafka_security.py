@@ -17,10 +17,16 @@ def test_plaintext_by_default() -> None:
     assert Settings().kafka_security().client_options() == {"security_protocol": "PLAINTEXT"}
 
 
-async def test_sasl_over_tls_with_a_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def ca_file(tmp_path: Path) -> Path:
     key, cert = tmp_path / "ca.key", tmp_path / "ca.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "1", "-subj", "/CN=loyalty-test-ca"], check=True, capture_output=True)
+    return cert
+
+
+async def test_sasl_over_tls_with_a_ca(ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert = ca_file
     for name, value in {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                         "KAFKA_SASL_USERNAME": "points", "KAFKA_SASL_PASSWORD": "s3cret-pass",
                         "KAFKA_SSL_CAFILE": str(cert)}.items():
