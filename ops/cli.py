@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from ops.commands import register as register_operator_commands
 from ops.dlt import list_dead_letters, replay_dead_letters
@@ -54,6 +55,9 @@ KeysFile = Annotated[Path | None, typer.Option("--file", help="Keys file (defaul
 def keys_create(
     name: Annotated[str, typer.Argument(help="Who holds the key, e.g. pos-store-12; recorded as the actor")],
     scope: Annotated[list[Scope], typer.Option("--scope", "-s", help="Repeat for several scopes")],
+    store: Annotated[list[str] | None, typer.Option(
+        "--store", help="Bind the key to this store (repeat for several): it then acts only for those stores "
+                        "and reads no e-mail or phone. Without it the key is one of the whole program")] = None,
     file: KeysFile = None,
 ) -> None:
     """Create a key, store its hash, and print the key once (it cannot be shown again)."""
@@ -62,16 +66,22 @@ def keys_create(
     if any(r.name == name for r in records):
         raise typer.BadParameter(f"a key named {name!r} exists; revoke it first")
     key = new_key()
-    records.append(KeyRecord(name=name, key_sha256=hash_key(key), scopes=list(scope)))
+    try:
+        record = KeyRecord(name=name, key_sha256=hash_key(key), scopes=list(scope),
+                           stores=sorted(set(store)) if store else None)
+    except ValidationError as exc:
+        raise typer.BadParameter(f"not a valid key: {exc.errors()[0]['msg']}") from None
+    records.append(record)
     write_keys_file(path, records)
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list(file: KeysFile = None) -> None:
-    """List key names and scopes (never the keys)."""
+    """List key names, scopes and stores (never the keys); a key of the whole program shows `*` as its stores."""
     for record in read_keys_file(_keys_file(file)):
-        typer.echo(f"{record.name}\t{','.join(record.scopes)}")
+        stores = ",".join(record.stores) if record.stores is not None else "*"
+        typer.echo(f"{record.name}\t{','.join(record.scopes)}\t{stores}")
 
 
 @keys_app.command("revoke")

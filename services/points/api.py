@@ -54,12 +54,13 @@ def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str
 )
 async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
     """Enroll a member (201) or update the fields given (200); the answer is the member. Changing `status`
-    (active, suspended, closed) needs an `admin` key."""
+    (active, suspended, closed) needs an `admin` key. To a store-bound key the answer's `email` and `phone`
+    are null."""
     if body.status is not None and not caller.allows(Scope.ADMIN):
         raise Forbidden("Changing a member's status needs the 'admin' scope.")
     async with db.transaction() as session:
         member, created = await members.upsert_member(session, member_id, body)
-        answer = members.member_out(member)
+        answer = members.member_out(member, contacts=caller.reads_contacts)
     return written(answer.model_dump(mode="json"), created)
 
 
@@ -67,10 +68,11 @@ async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, ca
     "/members/{member_id}", tags=["members"], summary="A member", response_model=schemas.Member,
     responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
 )
-async def get_member(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Member:
-    """A member's profile, status and current tier."""
+async def get_member(member_id: MemberIdPath, db: Db, caller: MembersRead) -> schemas.Member:
+    """A member's profile, status and current tier. A store-bound key (one lent to a till or a shop) gets
+    `email` and `phone` as null."""
     async with db.read() as session:
-        return members.member_out(await members.get_member(session, member_id))
+        return members.member_out(await members.get_member(session, member_id), contacts=caller.reads_contacts)
 
 
 @router.get(
@@ -130,11 +132,14 @@ async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: D
     responses=replay_responses(schemas.PurchaseResult, MemberNotFound, MemberInactive, CurrencyMismatch,
                                IdempotencyConflict),
 )
-async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> JSONResponse:
+async def post_purchase(body: schemas.PurchaseIn, db: Db, caller: PurchasesWrite) -> JSONResponse:
     """Credits the member in the same transaction that stores the purchase. Retrying with the same
-    `purchase_id` and body replays the first answer (200); another body is `409 idempotency-conflict`."""
+    `purchase_id` and body replays the first answer (200); another body, or the same id from another key, is
+    `409 idempotency-conflict`. A store-bound key must give a `store_id` that is one of its stores (else
+    `403 forbidden`)."""
+    caller.check_store(body.store_id, "posts purchases")
     async with db.transaction() as session:
-        answer, created = await purchases.record_purchase(session, body)
+        answer, created = await purchases.record_purchase(session, body, caller.name)
     return written(answer, created)
 
 
@@ -142,10 +147,12 @@ async def post_purchase(body: schemas.PurchaseIn, db: Db, _: PurchasesWrite) -> 
     "/purchases/batch", tags=["purchases"], summary="Record up to 1000 purchases, each answered alone",
     response_model=schemas.PurchaseBatchResult, responses=problem_responses(*COMMON_ERRORS),
 )
-async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: PurchasesWrite) -> schemas.PurchaseBatchResult:
+async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, caller: PurchasesWrite
+                              ) -> schemas.PurchaseBatchResult:
     """For tills catching up after being offline: each purchase is validated and recorded in its own
     transaction, so one bad item fails alone. Each result carries the status and body that
-    `POST /v1/purchases` would have answered."""
+    `POST /v1/purchases` would have answered: for a store-bound key, an item without one of its stores as
+    `store_id` is that item's `403 forbidden`."""
     results = []
     for index, item in enumerate(body.purchases):
         purchase_id = item.get("purchase_id") if isinstance(item.get("purchase_id"), str) else None
@@ -159,8 +166,9 @@ async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: Purchase
                 "detail": f"{'.'.join(str(p) for p in errors[0]['loc'])}: {errors[0]['msg']}", "errors": errors}))
             continue
         try:
+            caller.check_store(purchase.store_id, "posts purchases")
             async with db.transaction() as session:
-                answer, created = await purchases.record_purchase(session, purchase)
+                answer, created = await purchases.record_purchase(session, purchase, caller.name)
             results.append(schemas.BatchItemResult(purchase_id=purchase_id, status=201 if created else 200,
                                                    body=answer))
         except LoyaltyError as err:
@@ -174,12 +182,16 @@ async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, _: Purchase
     status_code=201, response_model=schemas.RefundResult,
     responses=replay_responses(schemas.RefundResult, NotFound, RefundExceedsPurchase, IdempotencyConflict),
 )
-async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: Db, _: PurchasesWrite) -> JSONResponse:
+async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: Db, caller: PurchasesWrite
+                      ) -> JSONResponse:
     """Takes back the purchase's points in proportion to the amount (bonus points on a full refund).
     Several partial refunds may follow each other up to the purchase total. If the points were already
-    spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id`."""
+    spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id` (per key: the
+    same id from another key is `409 idempotency-conflict`). A store-bound key refunds only purchases of its
+    stores: another store's purchase (or one without a store) is answered `404 not-found`, as an unknown one
+    is, so that the key learns nothing of other stores' purchases."""
     async with db.transaction() as session:
-        answer, created = await purchases.record_refund(session, purchase_id, body)
+        answer, created = await purchases.record_refund(session, purchase_id, body, caller.name, caller.stores)
     return written(answer, created)
 
 
@@ -221,12 +233,12 @@ async def list_rules(db: Db, _: Admin, limit: Limit = 50, cursor: Cursor = None)
     "/earning-rules", tags=["rules"], summary="Create an earning rule", status_code=201,
     response_model=schemas.Rule, responses=replay_responses(schemas.Rule, IdempotencyConflict),
 )
-async def post_rule(body: RuleBody, db: Db, _: Admin) -> JSONResponse:
+async def post_rule(body: RuleBody, db: Db, caller: Admin) -> JSONResponse:
     """A `multiplier` (a promotion on the categories, SKUs, stores or channels it matches) or a `bonus`
     (`first_purchase`, `enrollment`, `birthday_month`, `referral`, `min_spend`). It applies to purchases whose
     `occurred_at` falls in its window. Rule ids are never reused."""
     async with db.transaction() as session:
-        answer, created = await rules.create_rule(session, body)
+        answer, created = await rules.create_rule(session, body, caller.name)
     return written(answer, created)
 
 

@@ -7,11 +7,12 @@ No I/O here: the use cases in service/ gather the facts, these functions decide.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal
 
 BASE = "base"
 TIER = "tier"
+MAX_POINTS_PER_PURCHASE = 1_000_000_000  # the program's default cap
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Line:
 @dataclass(frozen=True)
 class PurchaseFacts:
     lines: tuple[Line, ...]
-    occurred_at: datetime  # with the offset the till sent: days of the week are the shop's days
+    occurred_at: datetime  # an instant; its weekday and month are read in the program's time zone
     store_id: str | None = None
     channel: str | None = None
 
@@ -40,6 +41,7 @@ class Window:
     days_of_week: frozenset[int] = frozenset()  # ISO: 1 = Monday ... 7 = Sunday; empty = every day
 
     def contains(self, moment: datetime) -> bool:
+        """Whether ``moment`` (in the program's time zone, which its weekday is read in) is in the window."""
         if self.valid_from is not None and moment < self.valid_from:
             return False
         if self.valid_until is not None and moment >= self.valid_until:
@@ -88,7 +90,11 @@ class Earning:
     points: int
     breakdown: list[tuple[str, int]]
     bonus_points: int = 0
-    birthday_bonus: bool = False
+    birthday_year: int | None = None  # the year (in the program's time zone) a birthday bonus was given for
+
+    @property
+    def birthday_bonus(self) -> bool:
+        return self.birthday_year is not None
 
     @property
     def rule_ids(self) -> list[str]:
@@ -108,17 +114,20 @@ def compute_earning(
     bonuses: list[BonusRule] | tuple[BonusRule, ...] = (),
     tier_multiplier: Decimal = Decimal(1),
     member: MemberFacts = MemberFacts(),
+    time_zone: tzinfo = UTC,
+    max_points: int = MAX_POINTS_PER_PURCHASE,
 ) -> Earning:
     """Points for a purchase and which rule gave how many.
 
     points = floor(sum of eligible line amounts x points per unit x matching multipliers x tier multiplier)
-    + matching bonuses. Each multiplier is credited with what it adds when applied after the ones before it
-    (in rule id order), and ``tier`` with the rest, so the breakdown always sums to the total.
+    + matching bonuses, at most ``max_points``. Each multiplier is credited with what it adds when applied
+    after the ones before it (in rule id order), and ``tier`` with the rest, so the breakdown always sums to
+    the total (for a capped purchase see ``capped``). Days of the week and the birthday month are those of
+    the purchase's instant in ``time_zone`` (the program's), whatever offset the purchase was sent with.
     """
+    local = purchase.occurred_at.astimezone(time_zone)
     eligible = [line for line in purchase.lines if line.category not in excluded_categories]
-    active = sorted(
-        (rule for rule in multipliers if rule.window.contains(purchase.occurred_at)), key=lambda r: r.rule_id
-    )
+    active = sorted((rule for rule in multipliers if rule.window.contains(local)), key=lambda r: r.rule_id)
     factors = [Decimal(1)] * len(eligible)
     raw = sum((line.amount for line in eligible), Decimal(0)) * points_per_unit
     breakdown: list[tuple[str, int]] = [(BASE, floor_points(raw))]
@@ -142,24 +151,43 @@ def compute_earning(
     if with_tier != previous:
         breakdown.append((TIER, with_tier - previous))
 
-    bonus_points = 0
-    birthday = False
+    bonus_points = given = 0
+    birthday: int | None = None
     for bonus in sorted(bonuses, key=lambda b: b.rule_id):
-        if bonus.trigger in ("enrollment", "referral") or not bonus.window.contains(purchase.occurred_at):
+        if bonus.trigger in ("enrollment", "referral") or not bonus.window.contains(local):
             continue  # enrollment and referral bonuses are given by their own events, not by this purchase
         if bonus.trigger == "first_purchase" and not member.first_purchase:
             continue
         if bonus.trigger == "min_spend" and (bonus.min_spend is None or purchase.total < bonus.min_spend):
             continue
         if bonus.trigger == "birthday_month":
-            year = purchase.occurred_at.year
-            if member.birth_month != purchase.occurred_at.month or member.birthday_bonus_year == year:
+            if member.birth_month != local.month or member.birthday_bonus_year == local.year:
                 continue
-            birthday = True
+            birthday = local.year
         breakdown.append((bonus.rule_id, bonus.points))
         bonus_points += bonus.points
+        given += 1
     total = max(with_tier, 0) + bonus_points
-    return Earning(points=total, breakdown=breakdown, bonus_points=bonus_points, birthday_bonus=birthday)
+    if total > max_points:
+        breakdown = capped(breakdown, max_points)
+        total = max_points
+        bonus_points = sum(points for _, points in breakdown[len(breakdown) - given:])  # what they kept
+    return Earning(points=total, breakdown=breakdown, bonus_points=bonus_points, birthday_year=birthday)
+
+
+def capped(breakdown: list[tuple[str, int]], cap: int) -> list[tuple[str, int]]:
+    """The breakdown of a purchase that would earn more than ``cap``: the items counted in order, each gives
+    what takes the running sum up to the cap and no further (the last ones give 0), so the figures sum to
+    ``cap`` and none is beyond it. The running sums of a breakdown are never negative (each is a floor of a
+    product of amounts and positive factors, or that plus bonus points)."""
+    out: list[tuple[str, int]] = []
+    running = kept = 0
+    for rule_id, points in breakdown:
+        running += points
+        now = min(running, cap)
+        out.append((rule_id, now - kept))
+        kept = now
+    return out
 
 
 def reversal_for_refund(

@@ -2,19 +2,61 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from shared.http.types import Amount, ClientId, Currency, ScheduleTime, Timestamp, check_currency_decimals
+from shared.http.types import (
+    Amount,
+    Body,
+    CalendarDate,
+    ClientId,
+    Count,
+    Currency,
+    Multiplier,
+    Points,
+    Reason,
+    ScheduleTime,
+    Timestamp,
+    check_currency_decimals,
+)
 
 MemberStatus = Literal["active", "suspended", "closed"]
 
 
-class Strict(BaseModel):
+class Strict(Body):
+    """A request body: no unknown fields, no text a database cannot store."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    # The IANA names this machine knows; "localtime" is a name for this machine's own setting, not a zone.
+    return frozenset(zoneinfo.available_timezones() - {"localtime"})
+
+
+def _iana_zone(name: str) -> str:
+    if name not in _zone_names():
+        raise ValueError(f"{name!r} is not an IANA time zone name such as \"Europe/Paris\" or \"UTC\"")
+    return name
+
+
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana_zone),
+                     Field(examples=["America/New_York"])]
 
 
 class MemberIn(Strict):
@@ -22,7 +64,7 @@ class MemberIn(Strict):
     name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     phone: str | None = Field(None, max_length=32, pattern=r"^\+?[0-9 ()./-]{3,32}$")
-    birth_date: date | None = None
+    birth_date: CalendarDate | None = None
     referred_by: ClientId | None = None
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -30,6 +72,9 @@ class MemberIn(Strict):
 
 
 class Member(BaseModel):
+    """A member. `email` and `phone` are null in every answer to a store-bound key (one lent to a till or a
+    shop, bound to its stores), whatever is stored; keys of the whole program see them."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
         "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
@@ -37,8 +82,8 @@ class Member(BaseModel):
 
     member_id: str
     name: str | None
-    email: str | None
-    phone: str | None
+    email: str | None = Field(description="Null for a store-bound key")
+    phone: str | None = Field(description="Null for a store-bound key")
     birth_date: date | None
     referred_by: str | None
     status: MemberStatus
@@ -75,7 +120,7 @@ class BalanceShort(BaseModel):
 class PurchaseLine(Strict):
     sku: str = Field(min_length=1, max_length=64)
     category: str | None = Field(None, max_length=64)
-    quantity: int = Field(gt=0, le=100_000)
+    quantity: Count = Field(gt=0, le=100_000)
     unit_price: Amount
 
 
@@ -106,6 +151,14 @@ class PurchaseIn(Strict):
         return self
 
 
+BREAKDOWN_DOC = (
+    "How many points each rule gave, in order: `base` (the base rate), each matching multiplier (in rule id "
+    "order: what it adds applied after the ones before), `tier` (the member's tier multiplier), then each "
+    "bonus. The figures always sum to `points_earned`. A purchase that would earn more than the program's "
+    "`max_points_per_purchase` is capped at it: the items are counted in this order and each gives only what "
+    "takes the sum up to the cap, so the last ones give less or 0 (none is beyond the cap).")
+
+
 class BreakdownItem(BaseModel):
     rule_id: str
     points: int
@@ -119,34 +172,47 @@ class PurchaseResult(BaseModel):
 
     purchase_id: str
     member_id: str
-    points_earned: int
+    points_earned: int = Field(description="At most the program's `max_points_per_purchase`")
     status: Literal["credited", "pending"]
-    breakdown: list[BreakdownItem]
+    breakdown: list[BreakdownItem] = Field(description=BREAKDOWN_DOC)
     balance: BalanceShort
+
+
+TIME_ZONE_DOC = ("Where the days of the week of promotions (`days_of_week`) and birthday months are read: an "
+                 "IANA name (`Europe/Paris`); never the offset a purchase was sent with")
+CAP_DOC = ("The most points one purchase may earn (base, promotions, tier and bonuses together); see "
+           "`breakdown` of a purchase for how a capped purchase is shown")
 
 
 class ProgramIn(Strict):
     currency: Currency
-    points_per_unit: Decimal = Field(ge=0, max_digits=12, decimal_places=4, allow_inf_nan=False)
-    expiry_days: int = Field(ge=1, le=36_500)
-    pending_days: int = Field(ge=0, le=365)
+    points_per_unit: Amount = Field(lt=10**8, description="Points per unit of the currency (below 10**8: what "
+                                                          "the column holds, 8 digits and 4 decimals)")
+    expiry_days: Count = Field(ge=1, le=36_500)
+    pending_days: Count = Field(ge=0, le=365)
     excluded_categories: list[str] = Field(default_factory=list, max_length=500)
+    time_zone: TimeZone = Field("UTC", description=TIME_ZONE_DOC)
+    max_points_per_purchase: Points = Field(1_000_000_000, ge=1, le=10**12, description=CAP_DOC)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
-        "excluded_categories": ["tobacco"]}]})
+        "excluded_categories": ["tobacco"], "time_zone": "America/New_York",
+        "max_points_per_purchase": 1_000_000_000}]})
 
 
 class Program(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
-        "excluded_categories": ["tobacco"], "updated_at": "2026-11-20T09:00:00Z"}]})
+        "excluded_categories": ["tobacco"], "time_zone": "America/New_York",
+        "max_points_per_purchase": 1_000_000_000, "updated_at": "2026-11-20T09:00:00Z"}]})
 
     currency: str
     points_per_unit: Decimal
     expiry_days: int
     pending_days: int
     excluded_categories: list[str]
+    time_zone: str = Field(description=TIME_ZONE_DOC)
+    max_points_per_purchase: int = Field(description=CAP_DOC)
     updated_at: datetime
 
 
@@ -175,8 +241,8 @@ class RefundResult(BaseModel):
 
 class AdjustmentIn(Strict):
     adjustment_id: ClientId
-    points: int = Field(ge=-1_000_000_000, le=1_000_000_000)
-    reason: str = Field(min_length=1, max_length=500)
+    points: Points = Field(ge=-1_000_000_000, le=1_000_000_000)
+    reason: Reason
 
     @model_validator(mode="after")
     def _nonzero(self) -> AdjustmentIn:
@@ -191,8 +257,8 @@ class AdjustmentIn(Strict):
 class TransferIn(Strict):
     transfer_id: ClientId
     to_member_id: ClientId
-    points: int = Field(gt=0, le=1_000_000_000)
-    reason: str | None = Field(None, max_length=500)
+    points: Points = Field(gt=0, le=1_000_000_000)
+    reason: Reason | None = None
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"transfer_id": "family-2026-1", "to_member_id": "C-1002", "points": 100, "reason": "Household pool"}]})
@@ -250,6 +316,13 @@ class PurchaseBatchIn(Strict):
         min_length=1, max_length=1000,
         description="Up to 1000 purchase bodies; each is validated and answered on its own.")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        """Replaces Body's check for the whole batch: each purchase is checked as a ``PurchaseIn`` (a Body
+        too), so one with text a database cannot store fails alone, as any other bad item does."""
+        return value
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"purchases": [
         {"purchase_id": "store-12:r-000124", "member_id": "C-1001", "store_id": "store-12", "channel": "pos",
          "occurred_at": "2026-11-20T11:00:00Z", "currency": "USD", "total": "5.00"},
@@ -292,6 +365,8 @@ class RuleWindow(Strict):
 
 
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=500)]
+Weekday = Annotated[Count, Field(ge=1, le=7)]  # ISO: 1 = Monday ... 7 = Sunday
+WEEKDAYS_DOC = "ISO days (1 = Monday ... 7 = Sunday) in the program's `time_zone`; none: every day"
 
 
 class Match(Strict):
@@ -310,15 +385,15 @@ class Match(Strict):
 class MultiplierRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["multiplier"]
-    factor: Decimal = Field(gt=0, le=100, max_digits=8, decimal_places=4, allow_inf_nan=False)
+    factor: Multiplier = Field(le=100)
     match: Match
-    days_of_week: list[Annotated[int, Field(ge=1, le=7)]] | None = Field(None, max_length=7)
+    days_of_week: list[Weekday] | None = Field(None, max_length=7, description=WEEKDAYS_DOC)
 
 
 class BonusRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["bonus"]
-    points: int = Field(gt=0, le=1_000_000)
+    points: Points = Field(gt=0, le=1_000_000)
     trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"]
     min_spend: Amount | None = Field(None, validate_default=True)
 
@@ -346,10 +421,10 @@ class RulePatch(Strict):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"factor": "3"}]})
 
-    factor: Decimal | None = Field(None, gt=0, le=100, max_digits=8, decimal_places=4, allow_inf_nan=False)
+    factor: Multiplier | None = Field(None, le=100)
     match: Match | None = None
-    days_of_week: list[Annotated[int, Field(ge=1, le=7)]] | None = None
-    points: int | None = Field(None, gt=0, le=1_000_000)
+    days_of_week: list[Weekday] | None = Field(None, max_length=7)
+    points: Points | None = Field(None, gt=0, le=1_000_000)
     trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"] | None = None
     min_spend: Amount | None = None
     valid_from: ScheduleTime | None = None

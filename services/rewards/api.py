@@ -22,7 +22,7 @@ from shared.errors import COMMON_ERRORS, Conflict, IdempotencyConflict, NotFound
 from shared.http.auth import Admin, MembersRead, RedemptionsWrite, VouchersUse
 from shared.http.pagination import Cursor, Limit, Page
 from shared.http.problems import problem_responses
-from shared.http.types import ID_PATTERN, MemberIdPath
+from shared.http.types import ID_PATTERN, PLAIN_DECIMAL, MemberIdPath
 from shared.runtime import Db
 
 router = APIRouter(prefix="/v1")
@@ -100,11 +100,13 @@ async def get_reward(reward_id: RewardIdPath, db: Db, _: MembersRead) -> schemas
                             IdempotencyConflict, *COMMON_ERRORS),
     },
 )
-async def post_redemption(body: schemas.RedemptionIn, db: Db, _: RedemptionsWrite) -> JSONResponse:
+async def post_redemption(body: schemas.RedemptionIn, db: Db, caller: RedemptionsWrite) -> JSONResponse:
     """Reserves the stock and asks points for the points: `pending` (202) until `GET ...?wait=5` shows the
-    outcome. A refusal leaves the id unused; a retry replays the first answer (200)."""
+    outcome. A refusal leaves the id unused; a retry by the same key replays the first answer (200); the same
+    id from another key is `409 idempotency-conflict`. The key that asks is recorded, and sees the voucher
+    code of the redemption once confirmed, even without `vouchers:use`."""
     async with db.transaction() as session:
-        answer, created = await redemptions.request_redemption(session, body)
+        answer, created = await redemptions.request_redemption(session, body, caller.name)
     return JSONResponse(answer, status_code=202 if created else 200)
 
 
@@ -113,12 +115,16 @@ async def post_redemption(body: schemas.RedemptionIn, db: Db, _: RedemptionsWrit
     response_model=schemas.Redemption, responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
 async def get_redemption(
-    redemption_id: RedemptionIdPath, waiters: Waiters, _: MembersRead,
+    redemption_id: RedemptionIdPath, waiters: Waiters, caller: MembersRead,
     wait: Annotated[float, Query(ge=0, le=10, allow_inf_nan=False, examples=[5],
-                                 description="Seconds to wait while it is `pending` (at most 10)")] = 0,
+                                 description="Seconds to wait while it is `pending` (at most 10)"),
+                  PLAIN_DECIMAL] = 0,
 ) -> schemas.Redemption:
-    """The redemption; with `?wait=S` answered as soon as it is no longer `pending`, or after S seconds."""
-    return await waiters.redemption(redemption_id, wait)
+    """The redemption; with `?wait=S` answered as soon as it is no longer `pending`, or after S seconds.
+    `voucher_code` is shown to keys of the whole program with `vouchers:use` or `admin`, and to the key that
+    asked for the redemption; to any other key it is null (a store-bound key sees only the codes of the
+    redemptions it asked for, whatever its scopes)."""
+    return redemptions.shown_to(await waiters.redemption(redemption_id, wait), caller)
 
 
 @router.post(
@@ -126,23 +132,26 @@ async def get_redemption(
     response_model=schemas.Redemption,
     responses=problem_responses(NotFound, Conflict, VoucherAlreadyUsed, *COMMON_ERRORS),
 )
-async def cancel_redemption(redemption_id: RedemptionIdPath, db: Db, _: RedemptionsWrite) -> schemas.Redemption:
+async def cancel_redemption(redemption_id: RedemptionIdPath, db: Db, caller: RedemptionsWrite
+                            ) -> schemas.Redemption:
     """Confirmed with an unused voucher: `cancelled`, stock and points come back; a cancelled one is answered
-    again as it is, anything else is 409."""
+    again as it is, anything else is 409. `voucher_code` is shown as in `GET /v1/redemptions/{redemption_id}`."""
     async with db.transaction() as session:
-        return redemptions.redemption_out(await redemptions.cancel_redemption(session, redemption_id))
+        cancelled = redemptions.redemption_out(await redemptions.cancel_redemption(session, redemption_id))
+    return redemptions.shown_to(cancelled, caller)
 
 
 @router.get(
     "/members/{member_id}/redemptions", tags=["redemptions"], summary="A member's redemptions, newest first",
     response_model=Page[schemas.Redemption], responses=problem_responses(*COMMON_ERRORS),
 )
-async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRead, limit: Limit = 50,
+async def list_member_redemptions(member_id: MemberIdPath, db: Db, caller: MembersRead, limit: Limit = 50,
                                   cursor: Cursor = None) -> Page[schemas.Redemption]:
-    """Pass `next_cursor` back as `cursor` for the next page."""
+    """Pass `next_cursor` back as `cursor` for the next page. `voucher_code` is shown as in
+    `GET /v1/redemptions/{redemption_id}`: to a store-bound key only for the redemptions it asked for."""
     async with db.read() as session:
         items, next_cursor = await redemptions.member_redemptions_page(session, member_id, limit, cursor)
-    return Page[schemas.Redemption](items=items, next_cursor=next_cursor)
+    return Page[schemas.Redemption](items=[redemptions.shown_to(r, caller) for r in items], next_cursor=next_cursor)
 
 
 # --- vouchers --------------------------------------------------------------------------------------
@@ -153,7 +162,7 @@ async def list_member_redemptions(member_id: MemberIdPath, db: Db, _: MembersRea
     responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
 async def get_voucher(code: VoucherCode, db: Db, _: VouchersUse) -> schemas.Voucher:
-    """What a till checks before accepting a voucher."""
+    """What a till checks before accepting a voucher (any key with `vouchers:use`, store-bound or not)."""
     async with db.read() as session:
         return vouchers.voucher_out(await vouchers.get_voucher(session, code))
 
@@ -162,9 +171,12 @@ async def get_voucher(code: VoucherCode, db: Db, _: VouchersUse) -> schemas.Vouc
     "/vouchers/{code}/use", tags=["vouchers"], summary="Use a voucher", response_model=schemas.Voucher,
     responses=problem_responses(NotFound, VoucherAlreadyUsed, Conflict, *COMMON_ERRORS),
 )
-async def use_voucher(code: VoucherCode, db: Db, _: VouchersUse, body: schemas.VoucherUse | None = None
+async def use_voucher(code: VoucherCode, db: Db, caller: VouchersUse, body: schemas.VoucherUse | None = None
                       ) -> schemas.Voucher:
-    """Marks the voucher used, exactly once: again (even at the same moment) is `409 voucher-already-used`."""
+    """Marks the voucher used, exactly once: again (even at the same moment) is `409 voucher-already-used`.
+    A store-bound key must give a `store_id` that is one of its stores (else `403 forbidden`, before the
+    voucher is looked at)."""
     store_id = body.store_id if body is not None else None
+    caller.check_store(store_id, "uses vouchers")
     async with db.transaction() as session:
         return vouchers.voucher_out(await vouchers.use_voucher(session, code, store_id))

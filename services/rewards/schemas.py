@@ -3,47 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
-from shared.http.types import ClientId, ScheduleTime
+from shared.http.types import Body, ClientId, Count, Points, ScheduleTime
 
 RedemptionStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
 VoucherStatus = Literal["active", "used", "cancelled"]
 Ineligibility = Literal["tier-too-low", "out-of-stock", "limit-reached", "reward-unavailable", "insufficient-points"]
 
 
-def _storable(value: str) -> str:
-    """PostgreSQL text holds neither NUL nor lone surrogates: such input is a 422, never a 500."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
+class Strict(Body):
+    """A request body: no unknown fields, no text a database cannot store."""
 
-
-Text = Annotated[str, AfterValidator(_storable)]
-
-
-class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class RewardIn(Strict):
-    name: Text = Field(min_length=1, max_length=200)
-    description: Text | None = Field(None, max_length=2000)
-    points_cost: int = Field(gt=0, le=1_000_000_000)
-    stock: int | None = Field(None, ge=0, le=1_000_000_000,
-                              description="Units on offer in all; null: unlimited")
-    per_member_limit: int | None = Field(None, ge=1, le=1_000_000,
-                                         description="Units one member may hold, pending or confirmed; null: none")
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    points_cost: Points = Field(gt=0, le=1_000_000_000)
+    stock: Count | None = Field(None, ge=0, le=1_000_000_000,
+                                description="Units on offer in all; null: unlimited")
+    per_member_limit: Count | None = Field(None, ge=1, le=1_000_000,
+                                           description="Units one member may hold, pending or confirmed; null: none")
     min_tier: ClientId | None = Field(None, description="Lowest tier that may redeem; null: every member")
     valid_from: ScheduleTime | None = None
     valid_until: ScheduleTime | None = None
-    active: bool = True
+    active: StrictBool = Field(True, description="`true` or `false` (not `1`, `\"yes\"`...)")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "name": "Coffee cup", "description": "Ceramic, 300 ml", "points_cost": 100, "stock": 50,
@@ -93,7 +81,7 @@ class RedemptionIn(Strict):
     redemption_id: ClientId
     member_id: ClientId
     reward_id: ClientId
-    quantity: int = Field(1, ge=1, le=100)
+    quantity: Count = Field(1, ge=1, le=100)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"redemption_id": "web:r-4711", "member_id": "C-1001", "reward_id": "cup", "quantity": 1}]})
@@ -113,9 +101,14 @@ class Redemption(BaseModel):
     status: RedemptionStatus
     reason: str | None = Field(None, description="Why it was rejected: `insufficient-points`, `member-not-found`, "
                                                  "`member-inactive`")
-    voucher_code: str | None = Field(None, description="Once confirmed: `XXXXX-XXXXX-XXXXX`")
+    voucher_code: str | None = Field(None, description="Once confirmed: `XXXXX-XXXXX-XXXXX`. Shown only to "
+                                                       "keys of the whole program with `vouchers:use` or "
+                                                       "`admin`, and to the key that asked for the redemption; "
+                                                       "null to any other key (a store-bound key sees only "
+                                                       "the codes of the redemptions it asked for)")
     created_at: datetime
     updated_at: datetime
+    created_by: str | None = Field(None, exclude=True)  # the key that asked for it: never answered, see shown_to
 
 
 class Voucher(BaseModel):

@@ -7,15 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.http.types import Amount, ClientId, Multiplier
+from shared.http.types import Amount, Body, ClientId, Count, Multiplier
 
 Basis = Literal["spend", "points"]
 Downgrade = Literal["to_qualified", "one_level", "never"]
-Days = Annotated[int, Field(ge=1, le=3650)]
+Days = Annotated[Count, Field(ge=1, le=3650)]
 Perk = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class Strict(BaseModel):
+class Strict(Body):
+    """A request body: no unknown fields, no text a database cannot store."""
+
     model_config = ConfigDict(extra="forbid")
 
 

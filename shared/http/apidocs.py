@@ -32,7 +32,10 @@ from shared.http.problems import Problem, merge_responses, problem_responses
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer",
-               "description": "An API key as `Authorization: Bearer <key>` (`loyalty keys create`)."},
+               "description": "An API key as `Authorization: Bearer <key>` (`loyalty keys create`). A key "
+                              "bound to stores (`--store`, one lent to a till or a shop) writes only for its "
+                              "stores, reads no e-mail or phone and no voucher code but those of the "
+                              "redemptions it asked for; each operation says what it may do there."},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
                "description": "The same key as `X-API-Key: <key>`."},
 }

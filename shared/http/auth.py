@@ -80,6 +80,13 @@ class Principal:
         one only at its stores and never without one)."""
         return self.stores is None or (store_id is not None and store_id in self.stores)
 
+    def check_store(self, store_id: str | None, doing: str) -> None:
+        """``acts_for`` or ``403 forbidden`` saying why; ``doing`` is what was asked ("posts purchases")."""
+        if not self.acts_for(store_id):
+            where = f"store '{store_id}'" if store_id is not None else "no store_id"
+            raise Forbidden(f"This key {doing} only for its stores ({', '.join(sorted(self.stores or ()))}); the "
+                            f"request gives {where}. Give one of its stores as store_id.")
+
     @property
     def reads_contacts(self) -> bool:
         """E-mail and phone are for keys of the whole program, not for a till's."""

@@ -1,6 +1,7 @@
 """Idempotent HTTP writes: the client's id for a write is claimed in the write's own transaction.
 
-The same id with the same body replays the first answer; with another body it is a conflict. On
+The same id with the same body from the same API key replays the first answer; with another body, or from
+another key, it is a conflict (an id belongs to the key that first used it). On
 PostgreSQL a concurrent retry waits on the claimed key until the first request commits, then replays it.
 """
 
@@ -46,10 +47,12 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"cannot hash {type(value).__name__}")
 
 
-def request_hash(body: BaseModel | dict[str, Any]) -> str:
-    """Hash of the validated body, so "12.3" and "12.30", or the same instant in two offsets, match."""
+def request_hash(body: BaseModel | dict[str, Any], *, owner: str) -> str:
+    """Hash of the validated body, so "12.3" and "12.30", or the same instant in two offsets, match, and of
+    the ``owner`` (the calling key's name): an id is the key's own, so another key that reuses it with the
+    same body is a conflict, never a replay of the first key's answer."""
     data = body.model_dump() if isinstance(body, BaseModel) else body
-    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_canonical)
+    raw = json.dumps({"owner": owner, "body": data}, sort_keys=True, separators=(",", ":"), default=_canonical)
     return hashlib.sha256(raw.encode()).hexdigest()
 
 

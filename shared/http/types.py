@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from shared.clock import clock
 
 _DECIMAL = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?", re.ASCII)
 _INTEGER = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
 
@@ -49,12 +51,28 @@ def _plain_integer(value: Any) -> Any:
     return value
 
 
-def _rfc3339(value: Any) -> Any:
-    if isinstance(value, datetime):  # from Python callers, not from JSON
+def _spelled(pattern: re.Pattern[str], given: type, message: str) -> Callable[[Any], Any]:
+    """A reading of text that matches ``pattern`` only (a ``given`` object passes: from Python callers, not
+    from JSON)."""
+
+    def read(value: Any) -> Any:
+        if isinstance(value, given):
+            return value
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(message)
         return value
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 string with an offset, such as \"2026-11-20T10:15:00Z\"")
-    return value
+
+    return read
+
+
+_rfc3339 = _spelled(_RFC3339, datetime, "must be an RFC 3339 string with an offset, such as \"2026-11-20T10:15:00Z\"")
+_iso_date = _spelled(_DATE, date, "must be a date string such as \"1990-12-10\" (YYYY-MM-DD)")
+
+
+# The strict readings alone, for a value with bounds of its own (a query parameter): put after the bounds,
+# ``Annotated[int, Query(ge=1, le=500), PLAIN_INTEGER]``, so the OpenAPI shows them as minimum and maximum.
+PLAIN_INTEGER = BeforeValidator(_plain_integer)
+PLAIN_DECIMAL = BeforeValidator(_plain_decimal)
 
 
 def storable_text(value: str) -> str:
@@ -145,6 +163,8 @@ def _within_bounds(value: datetime) -> datetime:
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_within_bounds),
                       Field(description="RFC 3339 with an offset", examples=["2026-11-20T10:15:00Z"])]
+# A calendar date (a birth date): only "YYYY-MM-DD", never an epoch number or a moment.
+CalendarDate = Annotated[date, BeforeValidator(_iso_date), Field(examples=["1990-12-10"])]
 # Start and end of a schedule (a promotion, a reward's validity): may lie far ahead.
 ScheduleTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339),
                          Field(description="RFC 3339 with an offset", examples=["2026-12-01T00:00:00Z"])]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from services.points.domain import (
     MultiplierRule,
     PurchaseFacts,
     Window,
+    capped,
     compute_earning,
     reversal_for_refund,
     take_from_lots,
@@ -128,3 +130,94 @@ def test_adding_a_matching_multiplier_never_lowers_points(
     with_it = compute_earning(buy(*purchase_lines), points_per_unit=D(1), multipliers=[*rules, added],
                               tier_multiplier=tier)
     assert with_it.points >= without.points
+
+
+# --- the program's time zone -----------------------------------------------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+SUNDAY_X2 = MultiplierRule("sunday-x2", D(2), skus=frozenset({"A"}), window=Window(days_of_week=frozenset({7})))
+
+
+def sunday_points(moment: datetime, zone: ZoneInfo = NEW_YORK) -> int:
+    return compute_earning(buy(Line(D("10"), sku="A"), at=moment), points_per_unit=D(1), multipliers=[SUNDAY_X2],
+                           time_zone=zone).points
+
+
+def test_weekdays_are_the_program_zones_across_a_change_of_daylight_saving_time() -> None:
+    """New York leaves daylight saving time on Sunday 1 November 2026 at 06:00 UTC (02:00 EDT -> 01:00 EST):
+    the local Sunday runs from 04:00 UTC that day to 05:00 UTC the next, 25 hours."""
+    cases = {
+        datetime(2026, 11, 1, 3, 59, tzinfo=UTC): 10,  # Saturday 23:59 EDT
+        datetime(2026, 11, 1, 4, 0, tzinfo=UTC): 20,  # Sunday 00:00 EDT
+        datetime(2026, 11, 1, 5, 30, tzinfo=UTC): 20,  # Sunday 01:30 EDT, the first of the two
+        datetime(2026, 11, 1, 6, 30, tzinfo=UTC): 20,  # Sunday 01:30 EST, the second
+        datetime(2026, 11, 2, 4, 30, tzinfo=UTC): 20,  # Sunday 23:30 EST (a fixed -04:00 would say Monday)
+        datetime(2026, 11, 2, 5, 0, tzinfo=UTC): 10,  # Monday 00:00 EST
+    }
+    for moment, points in cases.items():
+        for offset in (timedelta(hours=14), timedelta(hours=-12), timedelta(0), timedelta(hours=5, minutes=30)):
+            sent = moment.astimezone(timezone(offset))  # the same instant, as a till anywhere would send it
+            assert sunday_points(sent) == points, (moment, offset)
+    # spring: Sunday 8 March 2026 is 23 hours long (00:00 EST = 05:00 UTC to 00:00 EDT = 04:00 UTC next day)
+    assert [sunday_points(datetime(2026, 3, d, h, tzinfo=UTC)) for d, h in ((8, 4), (8, 5), (9, 3), (9, 4))] == [
+        10, 20, 20, 10]
+
+
+def test_weekdays_default_to_utc_never_to_the_offset_sent() -> None:
+    saturday_late = datetime(2026, 11, 21, 23, 30, tzinfo=timezone(timedelta(hours=-12)))  # Sunday 11:30 UTC
+    assert sunday_points(saturday_late, ZoneInfo("UTC")) == 20
+    assert compute_earning(buy(Line(D("10"), sku="A"), at=saturday_late), points_per_unit=D(1),
+                           multipliers=[SUNDAY_X2]).points == 20
+
+
+def test_the_birthday_month_and_its_year_are_the_program_zones() -> None:
+    bday = [BonusRule("bday", 25, "birthday_month")]
+    member = MemberFacts(birth_month=1)
+    new_year_eve = datetime(2027, 1, 1, 3, 0, tzinfo=UTC)  # 31 December 2026, 22:00 in New York
+    assert compute_earning(buy(Line(D("10")), at=new_year_eve), points_per_unit=D(1), bonuses=bday,
+                           member=member, time_zone=NEW_YORK).points == 10
+    in_january = compute_earning(buy(Line(D("10")), at=new_year_eve + timedelta(hours=2)), points_per_unit=D(1),
+                                 bonuses=bday, member=member, time_zone=NEW_YORK)
+    assert in_january.points == 35 and in_january.birthday_year == 2027
+    tokyo_december = datetime(2026, 12, 31, 16, 0, tzinfo=UTC)  # 1 January 2027, 01:00 in Tokyo
+    assert compute_earning(buy(Line(D("10")), at=tokyo_december), points_per_unit=D(1), bonuses=bday,
+                           member=member, time_zone=ZoneInfo("Asia/Tokyo")).birthday_year == 2027
+
+
+# --- the cap on one purchase ------------------------------------------------------------------------
+
+
+def test_a_purchase_is_capped_by_taking_the_last_items_down() -> None:
+    rules = [MultiplierRule(f"x{i}", D(100), skus=frozenset({"A"})) for i in range(3)]
+    earning = compute_earning(buy(Line(D("999999999999.99"), sku="A")), points_per_unit=D("99999999.9999"),
+                              multipliers=rules, tier_multiplier=D("9999.9999"),
+                              bonuses=[BonusRule("welcome", 1_000_000, "first_purchase")],
+                              member=MemberFacts(first_purchase=True), max_points=10**12)
+    assert earning.points == 10**12 and sum(points for _, points in earning.breakdown) == 10**12
+    assert earning.breakdown == [("base", 10**12), ("x0", 0), ("x1", 0), ("x2", 0), ("tier", 0), ("welcome", 0)]
+    assert earning.bonus_points == 0 and earning.rule_ids == ["x0", "x1", "x2", "welcome"]
+    small = compute_earning(buy(Line(D("100"), sku="A")), points_per_unit=D(1), multipliers=rules[:1],
+                            bonuses=[BonusRule("welcome", 50, "first_purchase")],
+                            member=MemberFacts(first_purchase=True), max_points=10_030)
+    assert small.breakdown == [("base", 100), ("x0", 9_900), ("welcome", 30)]
+    assert small.points == 10_030 and small.bonus_points == 30
+
+
+def test_capping_keeps_a_lowering_multiplier_and_every_figure_within_the_cap() -> None:
+    breakdown = [("base", 500), ("half", -250), ("x10", 2_250), ("tier", -500), ("bonus", 100)]
+    assert capped(breakdown, 1_000) == [("base", 500), ("half", -250), ("x10", 750), ("tier", 0), ("bonus", 0)]
+    assert capped(breakdown, 300) == [("base", 300), ("half", -50), ("x10", 50), ("tier", 0), ("bonus", 0)]
+
+
+@given(lines, multiplier_rules, factors, st.integers(min_value=1, max_value=5_000))
+def test_capped_points_sum_to_the_cap_and_never_pass_it(
+    purchase_lines: list[Line], rules: list[MultiplierRule], tier: Decimal, cap: int
+) -> None:
+    common: dict[str, Any] = {"points_per_unit": D(3), "multipliers": rules, "tier_multiplier": tier,
+                              "bonuses": [BonusRule("b", 70, "first_purchase")],
+                              "member": MemberFacts(first_purchase=True)}
+    free = compute_earning(buy(*purchase_lines), **common, max_points=10**12)
+    earning = compute_earning(buy(*purchase_lines), **common, max_points=cap)
+    assert earning.points == min(free.points, cap) == sum(points for _, points in earning.breakdown)
+    assert all(-cap <= points <= cap for _, points in earning.breakdown)
+    assert 0 <= earning.bonus_points <= min(70, earning.points)

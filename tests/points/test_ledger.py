@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.points import jobs
+from shared.clock import utcnow
 from shared.messaging import events
-from tests.points.builders import available, buy, enroll, program
+from tests.points.builders import available, buy, enroll, program, purchase
 from tests.points.ledger_checks import assert_balanced
 from tests.support import deliver, outbox_events
 
 Travel = Callable[[timedelta], None]
 
 
-async def refund(client: httpx.AsyncClient, purchase_id: str, refund_id: str, amount: str) -> httpx.Response:
-    return await client.post(f"/v1/purchases/{purchase_id}/refunds",
-                             json={"refund_id": refund_id, "amount": amount, "occurred_at": "2026-11-21T09:00:00Z"})
+async def refund(client: httpx.AsyncClient, purchase_id: str, refund_id: str, amount: str,
+                 at: datetime | None = None) -> httpx.Response:
+    """A refund at ``at``, by default now (the services' clock): never before the purchase."""
+    return await client.post(f"/v1/purchases/{purchase_id}/refunds", json={
+        "refund_id": refund_id, "amount": amount, "occurred_at": (at or utcnow()).isoformat()})
 
 
 # --- refunds ---------------------------------------------------------------------------------------
@@ -31,9 +35,10 @@ async def refund(client: httpx.AsyncClient, purchase_id: str, refund_id: str, am
 async def test_partial_refunds_reverse_in_proportion_up_to_the_total(client: httpx.AsyncClient, app: FastAPI) -> None:
     await enroll(client, "r-1")
     await buy(client, "rp-1", "r-1", "100.00")
-    first = await refund(client, "rp-1", "rf-1", "30.00")
+    at = utcnow()
+    first = await refund(client, "rp-1", "rf-1", "30.00", at)
     assert first.status_code == 201 and first.json()["points_reversed"] == 30
-    assert (await refund(client, "rp-1", "rf-1", "30.00")).status_code == 200  # a retry replays
+    assert (await refund(client, "rp-1", "rf-1", "30.00", at)).status_code == 200  # a retry replays
     assert (await refund(client, "rp-1", "rf-1", "31.00")).status_code == 409
     too_much = await refund(client, "rp-1", "rf-2", "70.01")
     assert too_much.status_code == 422 and too_much.json()["type"] == "/problems/refund-exceeds-purchase"
@@ -43,6 +48,42 @@ async def test_partial_refunds_reverse_in_proportion_up_to_the_total(client: htt
     assert [e["data"]["amount"] for e in refunded] == ["30.00", "70.00"]
     assert len(await outbox_events(app, "points.reversed")) == 2
     await assert_balanced(app, "r-1")
+
+
+async def test_a_refund_has_the_currencys_decimals_and_follows_its_purchase(client: httpx.AsyncClient) -> None:
+    """As a purchase: no more decimals than the currency has (USD 2, JPY none, BHD 3); and never dated
+    before the purchase. Refused refunds keep nothing: the whole purchase is still refundable."""
+    for currency, total, refused, accepted in (("USD", "10.00", ["0.001", "1.005", "0.0001"], "0.01"),
+                                               ("JPY", "1000", ["0.5", "1.50", "999.99"], "1"),
+                                               ("BHD", "10.000", ["0.0001", "1.0005"], "0.001")):
+        await client.put("/v1/program", json=program(currency=currency))
+        member, purchase_id = f"d-{currency}", f"dp-{currency}"
+        await enroll(client, member)
+        bought = await buy(client, purchase_id, member, total, currency=currency)
+        for amount in refused:
+            answer = await refund(client, purchase_id, f"df-{currency}-{amount}", amount)
+            assert answer.status_code == 422, (currency, amount, answer.text)
+            assert answer.json()["type"] == "/problems/validation-error"
+            assert answer.json()["errors"][0]["loc"] == ["body", "amount"]
+        assert (await refund(client, purchase_id, f"df-{currency}-ok", accepted)).status_code == 201
+        rest = str(Decimal(total) - Decimal(accepted))
+        assert (await refund(client, purchase_id, f"df-{currency}-rest", rest)).status_code == 201
+        assert await available(client, member) == 0 < bought["points_earned"]
+
+
+async def test_a_refund_dated_before_its_purchase_is_refused(client: httpx.AsyncClient) -> None:
+    await enroll(client, "e-1")
+    bought = await client.post("/v1/purchases", json=purchase("ep-1", "e-1", "50.00",
+                                                              occurred_at="2026-11-20T10:15:00+01:00"))
+    assert bought.status_code == 201
+    for moment in ("2026-11-20T09:14:59Z", "2026-11-20T10:14:59+01:00", "2026-11-19T23:00:00-10:00"):
+        answer = await refund(client, "ep-1", "ef-1", "50.00", datetime.fromisoformat(moment))
+        assert answer.status_code == 422, (moment, answer.text)
+        assert answer.json()["type"] == "/problems/validation-error"
+        assert answer.json()["errors"][0]["loc"] == ["body", "occurred_at"]
+    assert await available(client, "e-1") == 50
+    same_instant = datetime.fromisoformat("2026-11-20T09:15:00Z")  # the purchase's own moment is fine
+    assert (await refund(client, "ep-1", "ef-1", "50.00", same_instant)).json()["points_reversed"] == 50
 
 
 async def test_bonus_points_come_back_only_with_a_full_refund(client: httpx.AsyncClient, app: FastAPI) -> None:

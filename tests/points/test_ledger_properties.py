@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from services.points import jobs
-from shared.clock import clock
+from shared.clock import clock, utcnow
 from shared.messaging import events
 from tests.points.builders import now_purchase, program
 from tests.points.ledger_checks import assert_balanced
@@ -109,7 +109,7 @@ class LedgerMachine(RuleBasedStateMachine):
         pid, cents = bought
         amount = max(cents * share // 100, 1)
         answer = self.call("POST", f"/v1/purchases/{pid}/refunds", json={
-            "refund_id": self.next_id("r"), "amount": f"{amount / 100:.2f}", "occurred_at": "2026-11-21T09:00:00Z"})
+            "refund_id": self.next_id("r"), "amount": f"{amount / 100:.2f}", "occurred_at": utcnow().isoformat()})
         assert answer.status_code in (201, 422), answer.text
         if answer.status_code == 422:
             assert answer.json()["type"] == "/problems/refund-exceeds-purchase"

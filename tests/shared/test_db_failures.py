@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,13 @@ import pytest
 from sqlalchemy import BigInteger, bindparam, select, text
 from sqlalchemy.exc import DBAPIError
 
+from shared.clock import utcnow
 from shared.db.database import Database
 from shared.db.driver import DriverStatement
 from shared.db.failures import Failure, classify, describe
 from shared.db.migrations import upgrade
-from tests.support import service_client
+from shared.messaging import events
+from tests.support import deliver, service_client
 
 EMAIL = "ada.lovelace@example.com"
 
@@ -88,27 +90,55 @@ async def test_sqlite_failures_read_alike(sqlite_db: Database) -> None:
     assert [classify(overflow), classify(bug)] == [Failure.REFUSED, Failure.BUG]
 
 
-def cursor_of(values: Sequence[object]) -> str:
+def cursor_of(values: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
+# Cursors no service gives out: of no shape, of the wrong shape, or values of the wrong type for the route.
+FORGED_ANYWHERE = [[10**22], [-(10**22)], [1e308 * 10], [True], [[1]], [{"a": 1}], [None], [], [1, 2, 3], {"a": 1},
+                   "1"]
+FORGED_INTEGER = [*FORGED_ANYWHERE, [1, 2], ["not-a-number"], ["12"], [1.5], [2**63]]
+FORGED_TEXT = [*FORGED_ANYWHERE, ["a", "b"], [12], [1.5], ["a\x00"], ["\ud800"]]
+FORGED_MOMENT_TEXT = [*FORGED_ANYWHERE, ["2026-11-20T10:00:00Z"], ["2026-11-20T10:00:00", "m-1"],
+                      [1795000000, "m-1"], ["2026-11-20T10:00:00Z", 5], ["2026-11-20T10:00:00Z", None],
+                      ["not a time", "m-1"], ["0001-01-01T00:00:00+14:00", "m-1"],
+                      ["9999-12-31T23:59:59-14:00", "m-1"], ["2026-11-20T10:00:00Z", "m\x00"]]
+# service: (route, forged cursor values) for every paginated route
+PAGES: dict[str, list[tuple[str, list[Any]]]] = {
+    "points": [("/v1/members/M1/ledger", FORGED_INTEGER), ("/v1/earning-rules", FORGED_TEXT)],
+    "rewards": [("/v1/rewards", FORGED_TEXT), ("/v1/members/M1/redemptions", FORGED_MOMENT_TEXT)],
+    "tiers": [("/v1/members/M1/tier/history", FORGED_INTEGER), ("/v1/members/nobody/tier/history", FORGED_INTEGER)],
+}
+
+
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+@pytest.mark.parametrize("service", sorted(PAGES))
 async def test_forged_cursors_are_422_on_both_databases(
-    backend: str, empty_db: Callable[[str], Awaitable[str]], tmp_path: Path
+    service: str, backend: str, empty_db: Callable[[str], Awaitable[str]], tmp_path: Path
 ) -> None:
+    """Refused by ``decode_cursor`` before any query (a member tiers never heard of included), never by the
+    database, which would answer each in its own way."""
     if backend == "postgresql":
         overrides: dict[str, object] = {}
-        await empty_db("points")
+        await empty_db(service)
     else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'points.db'}"
-        await asyncio.to_thread(upgrade, "points", url)
+        url = f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}"
+        await asyncio.to_thread(upgrade, service, url)
         overrides = {"database_url": url}
-    async with service_client("points", **overrides) as (_, client):
-        assert (await client.put("/v1/members/M1", json={"name": "Ada"})).status_code == 201
-        for values in ([10**22], [-(10**22)], [1e308 * 10], [True], [[1]], [{"a": 1}], [1, 2]):
-            answer = await client.get("/v1/members/M1/ledger", params={"cursor": cursor_of(values)})
-            assert answer.status_code == 422, (values, answer.text)
-            assert answer.json()["type"] == "/problems/validation-error"
-        for cursor in ("%%%", "bm90IGpzb24", cursor_of(["not-a-number"])):
-            assert (await client.get("/v1/members/M1/ledger", params={"cursor": cursor})).status_code == 422
-        assert (await client.get("/v1/members/M1/ledger")).status_code == 200  # nothing broken meanwhile
+    async with service_client(service, **overrides) as (app, client):
+        if service == "points":
+            assert (await client.put("/v1/members/M1", json={"name": "Ada"})).status_code == 201
+        elif service == "tiers":
+            assert await deliver(app, events.MemberEnrolled(member_id="M1", status="active",
+                                                            enrolled_at=utcnow())) == "handled"
+        for route, forged in PAGES[service]:
+            cursors = [cursor_of(values) for values in forged] + ["%%%", "bm90IGpzb24", "W10", "x" * 512]
+            for cursor in cursors:
+                answer = await client.get(route, params={"cursor": cursor})
+                assert answer.status_code == 422, (route, cursor, answer.text)
+                problem = answer.json()
+                assert problem["type"] == "/problems/validation-error", (route, cursor, problem)
+                assert problem["errors"][0]["loc"] == ["query", "cursor"], (route, cursor, problem)
+        for route, _ in PAGES[service]:
+            if "nobody" not in route:
+                assert (await client.get(route)).status_code == 200, route  # nothing broken meanwhile

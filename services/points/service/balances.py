@@ -19,7 +19,6 @@ from shared.clock import utcnow
 from shared.db.database import Database
 from shared.db.driver import DriverStatement
 from shared.db.types import UTCDateTime
-from shared.errors import InvalidRequest
 from shared.http.pagination import decode_cursor, encode_cursor
 
 EXPIRING_WINDOW = timedelta(days=30)
@@ -114,10 +113,7 @@ async def ledger_page(db: Database, member_id: str, limit: int, cursor: str | No
     statement (its own snapshot); only an empty page asks whether the member exists."""
     params: dict[str, Any] = {"member_id": member_id, "limit": limit + 1}
     if cursor:
-        (before,) = decode_cursor(cursor, 1)
-        if not isinstance(before, int):
-            raise InvalidRequest("cursor: not a cursor this service gave out")
-        params["before"] = before
+        (params["before"],) = decode_cursor(cursor, (int,))
     rows = await _LEDGER_PAGE["before" in params].read(db.engine, params)
     if not rows:
         async with db.read() as session:

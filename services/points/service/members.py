@@ -18,9 +18,11 @@ from shared.clock import utcnow
 from shared.messaging import events
 
 
-def member_out(member: Member) -> schemas.Member:
+def member_out(member: Member, *, contacts: bool) -> schemas.Member:
+    """The member as answered; without ``contacts`` (a store-bound key's answer) e-mail and phone are null."""
     return schemas.Member(
-        member_id=member.member_id, name=member.name, email=member.email, phone=member.phone,
+        member_id=member.member_id, name=member.name,
+        email=member.email if contacts else None, phone=member.phone if contacts else None,
         birth_date=member.birth_date, referred_by=member.referred_by, status=member.status,
         enrolled_at=member.enrolled_at, tier=member.tier_id,
     )

@@ -23,7 +23,7 @@ async def adjust(session: AsyncSession, member_id: str, body: schemas.Adjustment
                  ) -> tuple[dict[str, Any], bool]:
     """A manual correction; a negative one cannot take the available balance below zero."""
     replay = await IDEMPOTENCY.claim(session, "adjustment", body.adjustment_id,
-                                     request_hash({"member_id": member_id, **body.model_dump()}))
+                                     request_hash({"member_id": member_id, **body.model_dump()}, owner=actor))
     if replay is not None:
         return replay, False
     member = await locked_member(session, member_id)
@@ -49,7 +49,7 @@ async def transfer(session: AsyncSession, member_id: str, body: schemas.Transfer
                    ) -> tuple[dict[str, Any], bool]:
     """Move available points to another member; the receiver's lots keep the sender's expiry dates."""
     replay = await IDEMPOTENCY.claim(session, "transfer", body.transfer_id,
-                                     request_hash({"member_id": member_id, **body.model_dump()}))
+                                     request_hash({"member_id": member_id, **body.model_dump()}, owner=actor))
     if replay is not None:
         return replay, False
     if body.to_member_id == member_id:

@@ -1,13 +1,16 @@
-"""The program's settings (currency, earning rate, expiry and pending days, excluded categories): one row,
-created with the defaults by the first request of a new database that needs it."""
+"""The program's settings (currency, earning rate, expiry and pending days, excluded categories, the time zone
+weekdays and birthdays are read in, the cap on one purchase's points): one row, created with the defaults by
+the first request of a new database that needs it."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.points import schemas
+from services.points import domain, schemas
 from services.points.models import Program, table_of
 from services.points.service import rules
 from shared.clock import utcnow
@@ -15,8 +18,14 @@ from shared.db.statements import insert_ignoring_conflicts
 
 DEFAULT_PROGRAM = {
     "currency": "USD", "points_per_unit": Decimal(1), "expiry_days": 365, "pending_days": 0,
-    "excluded_categories": [],
+    "excluded_categories": [], "time_zone": "UTC", "max_points_per_purchase": domain.MAX_POINTS_PER_PURCHASE,
 }
+
+
+@cache
+def zone_of(name: str) -> ZoneInfo:
+    """The program's ``time_zone`` resolved once per name (a purchase only looks it up)."""
+    return ZoneInfo(name)
 
 
 async def get_program(session: AsyncSession) -> Program:

@@ -15,25 +15,28 @@ from services.points.errors import CurrencyMismatch, MemberInactive, RefundExcee
 from services.points.models import LedgerEntry, Lot, Member, Program, Purchase, Refund, table_of
 from services.points.service import IDEMPOTENCY, OUTBOX, ledger, rules
 from services.points.service.members import get_member, give_bonus, locked_member, settle, snapshot
-from services.points.service.program import get_program
+from services.points.service.program import get_program, zone_of
 from shared.clock import utcnow
 from shared.db.driver import DriverStatement, WritesTogether
 from shared.db.statements import next_id
 from shared.db.types import UTCDateTime
-from shared.errors import NotFound
+from shared.errors import InvalidRequest, NotFound
 from shared.http.idempotency import request_hash
+from shared.http.types import check_currency_decimals
 from shared.messaging import events
 
 
-async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tuple[dict[str, Any], bool]:
-    """Store a purchase and credit its points; returns (answer, created). A retry replays the answer.
+async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner: str
+                          ) -> tuple[dict[str, Any], bool]:
+    """Store a purchase and credit its points; returns (answer, created). A retry by the same key (``owner``,
+    its name) replays the answer; another key's request with the same ``purchase_id`` is a conflict.
 
     The common case is three statements: the idempotency claim, one read (member locked, program, whether a
     lot is due, the ids of the new rows) and one write of every row (``WritesTogether``). A member with
     due lots is settled first, and a first purchase of a referred member pays the referral bonus, both as in
     the other use cases.
     """
-    replay = await IDEMPOTENCY.claim(session, "purchase", body.purchase_id, request_hash(body))
+    replay = await IDEMPOTENCY.claim(session, "purchase", body.purchase_id, request_hash(body, owner=owner))
     if replay is not None:
         return replay, False
     member = await _purchase_context(session, body)
@@ -57,6 +60,7 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn) -> tu
         member=domain.MemberFacts(first_purchase=first_purchase,
                                   birth_month=member.birth_date.month if member.birth_date else None,
                                   birthday_bonus_year=member.birthday_bonus_year),
+        time_zone=zone_of(member.time_zone), max_points=member.max_points_per_purchase,
     )
     answer = await _credit_purchase(session, body, member, earning)
     if first_purchase and member.referred_by:
@@ -74,7 +78,8 @@ def _purchase_context_query(dialect: str) -> Select[Any]:
                member.c.purchase_count, member.c.earn_multiplier, member.c.birth_date,
                member.c.birthday_bonus_year, member.c.referred_by,
                program.c.currency, program.c.points_per_unit, program.c.expiry_days, program.c.pending_days,
-               program.c.excluded_categories, program.c.rules_version, due.label("due"),
+               program.c.excluded_categories, program.c.rules_version, program.c.time_zone,
+               program.c.max_points_per_purchase, due.label("due"),
                next_id(table_of(LedgerEntry), "entry_id", dialect).label("entry_id"),
                next_id(table_of(Lot), "lot_id", dialect).label("lot_id"))
         .select_from(member.join(program, program.c.id == 1))
@@ -158,7 +163,7 @@ async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, memb
         "member_id": body.member_id, "purchase_id": body.purchase_id, "now": now, "points": points,
         "available": figures.available, "pending": figures.pending, "lifetime_earned": figures.lifetime_earned,
         "purchase_count": member.purchase_count + 1,
-        "birthday_bonus_year": body.occurred_at.year if earning.birthday_bonus else member.birthday_bonus_year,
+        "birthday_bonus_year": earning.birthday_year or member.birthday_bonus_year,
         "entry_id": member.entry_id, "balance_after": figures.balance_after,
         "rule_ids": earning.rule_ids or None,
         "store_id": body.store_id, "channel": body.channel, "occurred_at": body.occurred_at,
@@ -201,20 +206,35 @@ async def _referral_bonus(session: AsyncSession, member_id: str, referred_by: st
         await give_bonus(session, referrer, expiry_days, bonus, purchase_id=purchase_id)
 
 
-async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.RefundIn
-                        ) -> tuple[dict[str, Any], bool]:
+def _check_refund(purchase: Purchase, body: schemas.RefundIn) -> None:
+    """What the body alone cannot tell: the amount in the purchase's currency (no more decimals than it has,
+    as a purchase), and a moment not before the purchase's."""
+    try:
+        check_currency_decimals(body.amount, purchase.currency)
+    except ValueError as exc:
+        raise InvalidRequest(f"amount: {exc}", errors=[{"loc": ["body", "amount"], "msg": str(exc)}]) from None
+    if body.occurred_at < purchase.occurred_at:
+        message = f"is before the purchase ({purchase.occurred_at.isoformat()})"
+        raise InvalidRequest(f"occurred_at: {message}", errors=[{"loc": ["body", "occurred_at"], "msg": message}])
+
+
+async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.RefundIn, owner: str,
+                        stores: frozenset[str] | None = None) -> tuple[dict[str, Any], bool]:
     """Reverse the purchase's points in proportion to the amount refunded (bonus points on a full refund).
 
     Inside the return window the points come out of the purchase's pending lot first. If they were already
-    spent, ``available`` goes below zero and later credits repay it.
+    spent, ``available`` goes below zero and later credits repay it. ``owner`` is the calling key's name (a
+    refund id is that key's own); ``stores``, those of a store-bound key: a purchase of another store (or of
+    none) is answered as one that does not exist, so such a key learns nothing of other stores' purchases.
     """
     replay = await IDEMPOTENCY.claim(session, "refund", body.refund_id, request_hash({
-        "purchase_id": purchase_id, **body.model_dump()}))
+        "purchase_id": purchase_id, **body.model_dump()}, owner=owner))
     if replay is not None:
         return replay, False
     purchase = await session.get(Purchase, purchase_id, with_for_update=True)
-    if purchase is None:
+    if purchase is None or (stores is not None and purchase.store_id not in stores):
         raise NotFound(f"No purchase '{purchase_id}'.")
+    _check_refund(purchase, body)
     left = purchase.total - purchase.refunded_amount
     if body.amount > left:
         raise RefundExceedsPurchase(

@@ -27,10 +27,11 @@ def rule_out(rule: EarningRule) -> schemas.Rule:
                         updated_at=rule.updated_at, **rule.definition)
 
 
-async def create_rule(session: AsyncSession, body: schemas.MultiplierRuleIn | schemas.BonusRuleIn
+async def create_rule(session: AsyncSession, body: schemas.MultiplierRuleIn | schemas.BonusRuleIn, owner: str
                       ) -> tuple[dict[str, Any], bool]:
-    """Rule ids are never reused, not even after a delete, so a ledger entry's rule id stays unambiguous."""
-    replay = await IDEMPOTENCY.claim(session, "rule", body.rule_id, request_hash(body))
+    """Rule ids are never reused, not even after a delete, so a ledger entry's rule id stays unambiguous. A
+    retry replays only for the key that created the rule (``owner``, its name)."""
+    replay = await IDEMPOTENCY.claim(session, "rule", body.rule_id, request_hash(body, owner=owner))
     if replay is not None:
         return replay, False
     now = utcnow()
@@ -77,8 +78,8 @@ async def delete_rule(session: AsyncSession, rule_id: str) -> None:
 async def list_rules(session: AsyncSession, limit: int, cursor: str | None) -> tuple[list[EarningRule], str | None]:
     query = select(EarningRule).where(EarningRule.deleted_at.is_(None)).order_by(EarningRule.rule_id)
     if cursor:
-        (after,) = decode_cursor(cursor, 1)
-        query = query.where(EarningRule.rule_id > str(after))
+        (after,) = decode_cursor(cursor, (str,))
+        query = query.where(EarningRule.rule_id > after)
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
     more = len(rows) > limit
     rows = rows[:limit]

@@ -67,8 +67,8 @@ async def catalog_page(session: AsyncSession, limit: int, cursor: str | None, me
     """Rewards by id; with a member, each marked eligible or not with the reason."""
     query = select(Reward).order_by(Reward.reward_id)
     if cursor:
-        (after,) = decode_cursor(cursor, 1)
-        query = query.where(Reward.reward_id > str(after))
+        (after,) = decode_cursor(cursor, (str,))
+        query = query.where(Reward.reward_id > after)
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
     more = len(rows) > limit
     rows = rows[:limit]

@@ -35,7 +35,8 @@ from services.rewards.service.saga import (
 from shared.clock import utcnow
 from shared.db.database import unit_of_work
 from shared.db.statements import insert_ignoring_conflicts
-from shared.errors import Conflict, InvalidRequest, LoyaltyError, NotFound
+from shared.errors import Conflict, LoyaltyError, NotFound
+from shared.http.auth import Principal, Scope
 from shared.http.idempotency import IdempotencyKeys, request_hash
 from shared.http.pagination import decode_cursor, encode_cursor
 from shared.messaging import events
@@ -53,6 +54,17 @@ REFUSALS: dict[domain.Refusal, type[LoyaltyError]] = {
 
 def redemption_out(redemption: Redemption) -> schemas.Redemption:
     return schemas.Redemption.model_validate(redemption, from_attributes=True)
+
+
+def shown_to(redemption: schemas.Redemption, viewer: Principal) -> schemas.Redemption:
+    """The redemption as ``viewer`` may read it: the voucher code only for keys of the whole program with
+    ``vouchers:use`` (or ``admin``) and for the key that asked for the redemption; for any other key, a
+    store-bound one included whatever its scopes, it is null (a copy: the answer may be shared by several
+    waiting requests)."""
+    sees_every_code = viewer.allows(Scope.VOUCHERS_USE) and not viewer.store_bound
+    if redemption.voucher_code is None or sees_every_code or redemption.created_by == viewer.name:
+        return redemption
+    return redemption.model_copy(update={"voucher_code": None})
 
 
 async def get_redemption(session: AsyncSession, redemption_id: str, *, for_update: bool = False) -> Redemption:
@@ -78,26 +90,29 @@ async def settled_among(conn: AsyncConnection, redemption_ids: list[str]) -> lis
     return [schemas.Redemption.model_validate(row._asdict()) for row in rows]
 
 
-async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn) -> tuple[dict[str, Any], bool]:
+async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn, owner: str
+                             ) -> tuple[dict[str, Any], bool]:
     """Check eligibility, reserve the stock and ask points for the points (``redemption.requested``); returns
     (answer, created). A refusal raises, so the caller's rollback leaves the id free for another try.
+    ``owner``, the calling key's name, is recorded as ``created_by``; only that key's retry replays.
 
     Redemptions of one reward run side by side: the reward's row is only share-locked while its terms are
     read, and a limited stock is taken by the last statement, so the row's exclusive lock lasts until the
     commit and no longer."""
     reward = await _reward_terms(session, body.reward_id)
     if reward is None:
-        return await _request_for_unknown_reward(session, body)
+        return await _request_for_unknown_reward(session, body, owner)
     now = utcnow()
     answer = _pending_answer(body, reward.points_cost * body.quantity, now)
-    replay = await _claim(session, body, answer, now)
+    replay = await _claim(session, body, answer, now, owner)
     if replay is not None:
         return replay, False
     standing, ladder, held = await _member_facts(session, body, reward)
     refused = domain.refusal(reward, standing, ladder, quantity=body.quantity, held=held, now=now)
     if refused is not None:
         raise REFUSALS[refused](_refusal_detail(refused, body.reward_id, reward, body.quantity, held))
-    await session.execute(REDEMPTIONS.insert().values(**_row_of(answer, now), last_requested_at=now, asks=1))
+    await session.execute(REDEMPTIONS.insert().values(**_row_of(answer, now), last_requested_at=now, asks=1,
+                                                      created_by=owner))
     await OUTBOX.add(session, events.RedemptionRequested(
         member_id=body.member_id, redemption_id=body.redemption_id, reward_id=body.reward_id,
         quantity=body.quantity, points_cost=answer["points_cost"],
@@ -119,10 +134,10 @@ async def _reward_terms(session: AsyncSession, reward_id: str) -> domain.RewardT
     return None if row is None else domain.RewardTerms(**row._asdict())
 
 
-async def _request_for_unknown_reward(session: AsyncSession, body: schemas.RedemptionIn
+async def _request_for_unknown_reward(session: AsyncSession, body: schemas.RedemptionIn, owner: str
                                       ) -> tuple[dict[str, Any], bool]:
     """A retry still replays (or conflicts) when its reward is gone: the id is checked before the 404."""
-    replay = await IDEMPOTENCY.claim(session, "redemption", body.redemption_id, request_hash(body))
+    replay = await IDEMPOTENCY.claim(session, "redemption", body.redemption_id, request_hash(body, owner=owner))
     if replay is not None:
         return replay, False
     raise RewardNotFound(f"No reward '{body.reward_id}'.")
@@ -140,12 +155,12 @@ def _row_of(answer: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {**answer, "created_at": now, "updated_at": now}
 
 
-async def _claim(session: AsyncSession, body: schemas.RedemptionIn, answer: dict[str, Any], now: datetime
-                 ) -> dict[str, Any] | None:
+async def _claim(session: AsyncSession, body: schemas.RedemptionIn, answer: dict[str, Any], now: datetime,
+                 owner: str) -> dict[str, Any] | None:
     """Claims the id with its answer in one statement (no second write to complete the key); None when this
     request is the first with the id, else the first answer to replay. A concurrent first request is waited
     for: PostgreSQL's ON CONFLICT waits for its commit or rollback."""
-    body_hash = request_hash(body)
+    body_hash = request_hash(body, owner=owner)
     claimed = (await session.execute(
         insert_ignoring_conflicts(idempotency, session.get_bind().dialect.name).values(
             operation="redemption", key=body.redemption_id, request_hash=body_hash, status_code=202,
@@ -207,17 +222,10 @@ async def member_redemptions_page(session: AsyncSession, member_id: str, limit: 
     """Newest first, keyset on (created_at, redemption_id). A member rewards has not heard of has none."""
     query = select(Redemption).where(Redemption.member_id == member_id)
     if cursor:
-        created_at, redemption_id = decode_cursor(cursor, 2)
-        try:
-            before = datetime.fromisoformat(str(created_at))
-        except ValueError:
-            before = None
-        if before is None or before.tzinfo is None:
-            raise InvalidRequest("cursor: not a cursor this service gave out",
-                                 errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}])
+        before, redemption_id = decode_cursor(cursor, (datetime, str))
         query = query.where(or_(
             Redemption.created_at < before,
-            and_(Redemption.created_at == before, Redemption.redemption_id < str(redemption_id)),
+            and_(Redemption.created_at == before, Redemption.redemption_id < redemption_id),
         ))
     rows = list((await session.execute(
         query.order_by(Redemption.created_at.desc(), Redemption.redemption_id.desc()).limit(limit + 1)

@@ -19,7 +19,6 @@ from services.tiers.service.formats import amount, plain
 from services.tiers.service.program import load_program, program_for_evaluation
 from shared.clock import utcnow
 from shared.db.database import Database
-from shared.errors import InvalidRequest
 from shared.http.pagination import decode_cursor, encode_cursor
 from shared.messaging import events
 
@@ -62,13 +61,11 @@ async def history_page(
     session: AsyncSession, member_id: str, limit: int, cursor: str | None
 ) -> tuple[list[schemas.HistoryEntry], str | None]:
     """Newest first, keyset on entry_id so a page costs the same however long the history is."""
-    await get_member(session, member_id)
     query = select(TierHistory).where(TierHistory.member_id == member_id)
-    if cursor:
-        (before,) = decode_cursor(cursor, 1)
-        if not isinstance(before, int):
-            raise InvalidRequest("cursor: not a cursor this service gave out")
+    if cursor:  # read before any query: a forged cursor is a 422 on both databases
+        (before,) = decode_cursor(cursor, (int,))
         query = query.where(TierHistory.entry_id < before)
+    await get_member(session, member_id)
     rows = list((await session.execute(query.order_by(TierHistory.entry_id.desc()).limit(limit + 1))).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
