@@ -22,7 +22,7 @@ from services.points.schemas import MemberIn
 from shared.http.types import ClientId
 
 Kind = Literal["members", "purchases"]
-MEMBER_COLUMNS = ("member_id", "name", "email", "phone", "birth_date", "referred_by", "status")
+MEMBER_COLUMNS = ("member_id", "name", "email", "phone", "birth_date", "referred_by", "status", "card")
 PURCHASE_COLUMNS = ("purchase_id", "member_id", "occurred_at", "total", "currency", "store_id", "channel",
                     "category", "sku")
 _CLIENT_ID: TypeAdapter[str] = TypeAdapter(ClientId)
@@ -71,12 +71,23 @@ def member_request(row: Mapping[str, str | None]) -> tuple[str, dict[str, Any]]:
     """(member_id, the PUT body). Empty cells leave the member's field as it is."""
     cells = _cells(row)
     member_id = _client_id(cells.pop("member_id", None), "member_id")
+    cells.pop("card", None)  # given after the member's PUT (member_card)
     try:
         body = MemberIn.model_validate(cells).model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise Rejected(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
     return member_id, body
+
+
+def member_card(row: Mapping[str, str | None]) -> str | None:
+    """The row's ``card`` (trimmed), PUT as the member's card identifier after the member; None when empty."""
+    card = _cells(row).get("card")
+    if card is not None and len(card) > 254:
+        raise Rejected("card: more than 254 characters")
+    if card is not None and ("/" in card or "\x00" in card):
+        raise Rejected(f"card: {card!r} holds a character a card cannot have ('/' or NUL)")
+    return card
 
 
 def derived_purchase_id(cells: dict[str, str]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,6 +29,7 @@ from ops.csv_rows import (
     Tally,
     check_header,
     detect_kind,
+    member_card,
     member_request,
     purchase_body,
     rejection_reason,
@@ -61,12 +63,20 @@ async def _send_members(api: Api, rows: list[Row]) -> tuple[Tally, list[tuple[Ro
     async def one(row: Row) -> None:
         try:
             member_id, body = member_request(row[1])
+            card = member_card(row[1])
         except Rejected as exc:
             rejected.append((row, str(exc)))
             return
         async with gate:
             response = await api.request("points", "PUT", f"/v1/members/{member_id}", json=body,
                                          ok_statuses=frozenset(range(400, 500)))
+            if response.status_code < 300 and card is not None:
+                # The member landed; a card already held by another member sends the row to the rejected file.
+                given = await api.request("points", "PUT", f"/v1/members/{member_id}/identifiers/card/"
+                                          f"{quote(card, safe='')}", ok_statuses=frozenset(range(400, 500)))
+                if given.status_code >= 300:
+                    rejected.append((row, "card: " + rejection_reason(given.status_code, given.json())))
+                    return
         if response.status_code == 201:
             tally.created += 1
         elif response.status_code < 300:

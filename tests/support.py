@@ -155,3 +155,25 @@ def kafka_sh(action: str, port: int, data_dir: Path, controller_port: int | None
     if controller_port is not None:
         env["KAFKA_CONTROLLER_PORT"] = str(controller_port)
     subprocess.run([str(ROOT / "deploy/local/kafka.sh"), action], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+async def scratch_database(backend: str, service: str, folder: Path) -> str:
+    """An empty database of its own for a migration test: a SQLite file in ``folder`` or a PostgreSQL
+    database ``loyalty_test_<service>_migrations`` (nothing else is disturbed)."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{folder / f'{service}.db'}"
+    name = db_name(f"loyalty_test_{service}_migrations")
+    await asyncio.to_thread(ensure_postgres, [name])
+    await empty_schema(db_url(name))
+    return db_url(name)
+
+
+async def run_sql(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """One statement in its own transaction on its own engine; the rows when it returns any."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement))
+            return [tuple(row) for row in result.all()] if result.returns_rows else []
+    finally:
+        await engine.dispose()

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 
 from services.points import schemas
 from services.points.errors import (
     CurrencyMismatch,
+    IdentifierTaken,
     InsufficientPoints,
     MemberInactive,
     MemberNotFound,
     RefundExceedsPurchase,
 )
-from services.points.service import balances, members, operators, program, purchases, rules
+from services.points.service import balances, identifiers, members, operators, program, purchases, rules, search
 from shared.errors import COMMON_ERRORS, Forbidden, IdempotencyConflict, LoyaltyError, NotFound
 from shared.http.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
 from shared.http.pagination import Cursor, Limit, Page
 from shared.http.problems import problem_responses
-from shared.http.types import ID_PATTERN, MemberIdPath
+from shared.http.types import ID_PATTERN, MemberIdPath, storable_text
 from shared.runtime import Db
 
 router = APIRouter(prefix="/v1")
@@ -50,7 +51,8 @@ def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str
 @router.put(
     "/members/{member_id}", tags=["members"], summary="Enroll or update a member",
     response_model=schemas.Member, status_code=200,
-    responses={201: {"model": schemas.Member, "description": "Enrolled"}, **problem_responses(*COMMON_ERRORS)},
+    responses={201: {"model": schemas.Member, "description": "Enrolled"},
+               **problem_responses(IdentifierTaken, *COMMON_ERRORS)},
 )
 async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
     """Enroll a member (201) or update the fields given (200); the answer is the member. Changing `status`
@@ -271,3 +273,80 @@ async def delete_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> Response:
     async with db.transaction() as session:
         await rules.delete_rule(session, rule_id)
     return Response(status_code=204)
+
+
+# --- finding a member ------------------------------------------------------------------------------
+# A router of its own, included before the one above, so /v1/members/lookup is never read as a member id.
+
+finding = APIRouter(prefix="/v1")
+
+KindPath = Annotated[schemas.IdentifierKind, Path(description="card, phone, email or external",
+                                                  examples=["card"])]
+ValuePath = Annotated[str, Path(min_length=1, max_length=254, examples=["6012-0001"],
+                                description="A phone compares by its digits, an e-mail case-insensitively")]
+SearchText = Annotated[str | None, AfterValidator(lambda v: v if v is None else storable_text(v))]
+
+
+@finding.put(
+    "/members/{member_id}/identifiers/{kind}/{value}", tags=["members"], summary="Give a member an identifier",
+    status_code=201, response_model=schemas.Identifier,
+    responses={201: {"model": schemas.Identifier, "description": "Given"},
+               200: {"model": schemas.Identifier, "description": "The member already holds it"},
+               **problem_responses(MemberNotFound, IdentifierTaken, *COMMON_ERRORS)},
+)
+async def put_identifier(member_id: MemberIdPath, kind: KindPath, value: ValuePath, db: Db, _: MembersWrite
+                         ) -> JSONResponse:
+    """A card, phone, e-mail or external id the member is found by (201, or 200 when already theirs); one
+    held by another member is `409 identifier-taken`. Phones compare by their digits, e-mails
+    case-insensitively, cards and external ids as given (trimmed)."""
+    async with db.transaction() as session:
+        created = await identifiers.put_identifier(session, member_id, kind, value)
+    return written({"kind": kind, "value": value.strip()}, created)
+
+
+@finding.delete(
+    "/members/{member_id}/identifiers/{kind}/{value}", tags=["members"], summary="Take an identifier from a member",
+    status_code=204, response_class=Response, responses=problem_responses(*COMMON_ERRORS),
+)
+async def delete_identifier(member_id: MemberIdPath, kind: KindPath, value: ValuePath, db: Db, _: MembersWrite
+                            ) -> Response:
+    """The member is no longer found by it (also 204 when they did not hold it). Deleting the mirror of the
+    profile's e-mail or phone leaves the profile as it is."""
+    async with db.transaction() as session:
+        await identifiers.delete_identifier(session, member_id, kind, value)
+    return Response(status_code=204)
+
+
+@finding.get(
+    "/members/lookup", tags=["members"], summary="Find a member by an identifier",
+    response_model=schemas.MemberFound, responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
+)
+async def lookup_member(db: Db, _: MembersRead,
+                        kind: Annotated[schemas.IdentifierKind, Query(examples=["card"])],
+                        value: Annotated[str, Query(min_length=1, max_length=254, examples=["6012-0001"]),
+                                         AfterValidator(storable_text)]) -> schemas.MemberFound:
+    """The member holding a card, phone, e-mail or external id (the profile's own e-mail and phone are
+    identifiers too), with all their identifiers; none holds it: `404 member-not-found`."""
+    async with db.read() as session:
+        return await identifiers.lookup(session, kind, value)
+
+
+@finding.get(
+    "/members", tags=["members"], summary="Search members", response_model=Page[schemas.MemberListed],
+    responses=problem_responses(*COMMON_ERRORS),
+)
+async def search_members(
+    db: Db, _: Admin, limit: Limit = 50, cursor: Cursor = None,
+    q: Annotated[SearchText, Query(max_length=254, description="A prefix of the id, name, e-mail, phone or an "
+                                   "identifier, case-insensitive", examples=["ada"])] = None,
+    status: schemas.MemberStatus | None = None,
+    tier: Annotated[SearchText, Query(max_length=64)] = None,
+    value_class: schemas.ValueClass | None = None,
+    lifecycle: schemas.Lifecycle | None = None,
+) -> Page[schemas.MemberListed]:
+    """Members by id, for operators: `q` matches by prefix, the filters combine. Pass `next_cursor` back as
+    `cursor` for the next page."""
+    async with db.read() as session:
+        items, next_cursor = await search.search(session, q=q, status=status, tier=tier, value_class=value_class,
+                                                 lifecycle=lifecycle, limit=limit, cursor=cursor)
+    return Page[schemas.MemberListed](items=items, next_cursor=next_cursor)

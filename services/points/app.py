@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.points import consumers, jobs
-from services.points.api import router
+from services.points.api import finding, router
 from services.points.models import Base
 from services.points.settings import Settings
 from shared.runtime import ServiceSpec, create_service_app
@@ -15,7 +15,7 @@ SPEC = ServiceSpec(
     title="Loyalty points",
     description="Members, purchases and refunds, the points ledger and balances.",
     metadata=Base.metadata,
-    routers=[router],
+    routers=[finding, router],  # finding first: /v1/members/lookup is not a member id
     consumes=consumers.TOPICS,
     handlers=consumers.HANDLERS,
     batch_handlers=consumers.BATCH_HANDLERS,

@@ -7,10 +7,12 @@ from shared.messaging import events
 from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
 from shared.messaging.events import Topic
 
-TOPICS = [Topic.TIERS, Topic.REDEMPTIONS]
+# loyalty.members also carries points' own member.enrolled/updated: without a handler, they are skipped.
+TOPICS = [Topic.TIERS, Topic.REDEMPTIONS, Topic.MEMBERS]
 
 HANDLERS: dict[str, Handler] = {
     **handle(projections.apply_tier_change, events.TierChanged),
+    **handle(projections.apply_segment_change, events.MemberSegmentChanged),
     **handle(redemptions.pay_redemption, events.RedemptionRequested),
     **handle(redemptions.refund_redemption, events.RedemptionCancelled),
 }

@@ -278,3 +278,19 @@ def credit_figures(
         return CreditFigures(available, pending + points, earned, points, True, available_at)
     return CreditFigures(available + points, pending, earned, lot_remaining(points, available), False,
                          available_at or now)
+
+
+# --- identifiers -------------------------------------------------------------------------------------------
+
+IDENTIFIER_KINDS = ("card", "phone", "email", "external")
+
+
+def normalize_identifier(kind: str, value: str) -> str:
+    """The form two handles of one kind are compared in: a phone by its digits, an e-mail trimmed and
+    case-insensitively, a card or an external id trimmed, as given. Empty when nothing is left to compare."""
+    value = value.strip()
+    if kind == "phone":
+        return "".join(char for char in value if char in "0123456789")
+    if kind == "email":
+        return value.lower()
+    return value

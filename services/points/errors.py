@@ -15,3 +15,5 @@ CurrencyMismatch = error_type("CurrencyMismatch", 422, "currency-mismatch", "Cur
                               "The program runs in USD; this purchase is in EUR.")
 MemberInactive = error_type("MemberInactive", 422, "member-inactive", "Member is not active",
                             "Member 'C-1001' is suspended and earns no points.")
+IdentifierTaken = error_type("IdentifierTaken", 409, "identifier-taken", "Identifier held by another member",
+                             "The card '6012-0001' is held by another member.")

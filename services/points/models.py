@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Table, Text, text
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Table, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.types import Money, UTCDateTime, new_metadata
@@ -69,6 +69,21 @@ class Member(Base):
     lifetime_spent: Mapped[int] = mapped_column(BigInteger, default=0)
     purchase_count: Mapped[int] = mapped_column(Integer, default=0)
     birthday_bonus_year: Mapped[int | None] = mapped_column(Integer)
+    # The member's segment as tiers last told it (member.segment_changed), for the operator's search.
+    value_class: Mapped[str | None] = mapped_column(String(1))
+    lifecycle: Mapped[str | None] = mapped_column(String(16))
+
+    # The operator's search (service/search.py): prefixes of the id and of the name through btree indexes
+    # that LIKE 'abc%' can use on PostgreSQL whatever the collation; the filters with the keyset after them.
+    __table_args__ = (
+        Index("ix_member_member_id_prefix", func.lower(text("member_id")).label("member_id_lower"),
+              postgresql_ops={"member_id_lower": "text_pattern_ops"}),
+        Index("ix_member_name_prefix", func.lower(text("name")).label("name_lower"),
+              postgresql_ops={"name_lower": "text_pattern_ops"}),
+        Index("ix_member_tier_member", "tier_id", "member_id"),
+        Index("ix_member_value_class_member", "value_class", "member_id"),
+        Index("ix_member_lifecycle_member", "lifecycle", "member_id"),
+    )
 
 
 class EarningRule(Base):
@@ -171,3 +186,23 @@ class RedemptionDebit(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     refunded: Mapped[bool] = mapped_column(default=False)
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberIdentifier(Base):
+    """A handle a member is found by at a till or in a shop: a card, a phone, an e-mail, an external id. The
+    key is the normalised value (``domain.normalize_identifier``), so two members can never hold one handle.
+    The member's own e-mail and phone are mirrored here (``from_profile``) so lookups find them too."""
+
+    __tablename__ = "member_identifier"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    normalized: Mapped[str] = mapped_column(String(254), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"), index=True)
+    value: Mapped[str] = mapped_column(String(254))
+    from_profile: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # q's prefix over every kind, case-insensitively (cards and external ids are stored as given).
+        Index("ix_member_identifier_prefix", func.lower(text("normalized")).label("normalized_lower"),
+              postgresql_ops={"normalized_lower": "text_pattern_ops"}),
+    )

@@ -449,3 +449,38 @@ class Rule(BaseModel):
     valid_until: datetime | None = None
     created_at: datetime
     updated_at: datetime
+
+
+# --- finding a member --------------------------------------------------------------------------------------
+
+IdentifierKind = Literal["card", "phone", "email", "external"]
+ValueClass = Literal["A", "B", "C", "D"]
+Lifecycle = Literal["new", "active", "at_risk", "lapsed", "won_back"]
+
+
+class Identifier(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "card", "value": "6012-0001"}]})
+
+    kind: IdentifierKind
+    value: str = Field(description="As it was given (trimmed); compared in its normalised form")
+
+
+class MemberFound(Member):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
+        "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
+        "tier": "bronze", "identifiers": [{"kind": "card", "value": "6012-0001"},
+                                          {"kind": "email", "value": "ada@example.com"}]}]})
+
+    identifiers: list[Identifier] = Field(description="Every handle the member is found by, the profile's "
+                                                      "e-mail and phone included")
+
+
+class MemberListed(Member):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
+        "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
+        "tier": "bronze", "value_class": "B", "lifecycle": "active"}]})
+
+    value_class: ValueClass | None = Field(description="As tiers last segmented the member (null before)")
+    lifecycle: Lifecycle | None

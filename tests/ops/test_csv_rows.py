@@ -13,6 +13,7 @@ from ops.csv_rows import (
     check_header,
     derived_purchase_id,
     detect_kind,
+    member_card,
     member_request,
     purchase_body,
     rejection_reason,
@@ -95,3 +96,19 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert Checkpoint.load(checkpoint_path) is None
     Checkpoint(source_size=100, rows_done=40, rejected_bytes=77, tally=Tally(30, 8, 2)).save(checkpoint_path)
     assert Checkpoint.load(checkpoint_path) == Checkpoint(100, 40, 77, Tally(30, 8, 2))
+
+
+class TestMemberCard:
+    def test_the_card_is_not_part_of_the_member_body(self) -> None:
+        row = {"member_id": "C-1", "name": "Ada", "card": " 6012-0001 "}
+        assert member_request(row) == ("C-1", {"name": "Ada"})
+        assert member_card(row) == "6012-0001"
+        assert member_card({"member_id": "C-1", "card": " "}) is None
+        assert member_card({"member_id": "C-1"}) is None
+        check_header(["member_id", "name", "card"], "members")
+
+    def test_a_card_that_cannot_be_sent_is_rejected(self) -> None:
+        with pytest.raises(Rejected, match=r"^card: "):
+            member_card({"member_id": "C-1", "card": "a/b"})
+        with pytest.raises(Rejected, match=r"^card: more than 254"):
+            member_card({"member_id": "C-1", "card": "9" * 255})

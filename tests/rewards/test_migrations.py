@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db.migrations import alembic_config, empty_schema, upgrade
 from tests.support import db_name, db_url, ensure_postgres
+from tests.support import run_sql as sql
 
 SCRATCH_PG = db_name("loyalty_test_rewards_migrations")  # its own database: nothing else is disturbed
 
@@ -27,16 +28,6 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     url = db_url(SCRATCH_PG)
     await empty_schema(url)
     yield url
-
-
-async def sql(url: str, statement: str) -> list[tuple[object, ...]]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            result = await conn.execute(text(statement))
-            return [tuple(row) for row in result.all()] if result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 async def redemption_columns(url: str) -> set[str]:

@@ -207,6 +207,8 @@ ORDER: dict[str, list[Operation]] = {
         ("POST", "/v1/purchases"), ("POST", "/v1/purchases/batch"), ("POST", "/v1/purchases/{purchase_id}/refunds"),
         ("POST", "/v1/members/{member_id}/adjustments"), ("POST", "/v1/members/{member_id}/transfers"),
         ("GET", "/v1/members/{member_id}/balance"), ("GET", "/v1/members/{member_id}/ledger"),
+        ("PUT", "/v1/members/{member_id}/identifiers/{kind}/{value}"), ("GET", "/v1/members/lookup"),
+        ("GET", "/v1/members"), ("DELETE", "/v1/members/{member_id}/identifiers/{kind}/{value}"),
         ("DELETE", "/v1/earning-rules/{rule_id}"),
     ],
     "rewards": [

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.points import domain, schemas
 from services.points.errors import MemberNotFound
 from services.points.models import Lot, Member
-from services.points.service import OUTBOX, ledger, rules
+from services.points.service import OUTBOX, identifiers, ledger, rules
 from services.points.service.program import get_program
 from shared.clock import utcnow
 from shared.messaging import events
@@ -54,6 +54,7 @@ async def upsert_member(session: AsyncSession, member_id: str, body: schemas.Mem
         )
         session.add(member)
         await session.flush()
+        await _mirror_profile(session, member, member.email, member.phone)
         await OUTBOX.add(session, _member_event(member, events.MemberEnrolled))
         await _enrollment_bonus(session, member)
         return member, True
@@ -64,8 +65,15 @@ async def upsert_member(session: AsyncSession, member_id: str, body: schemas.Mem
             setattr(member, field, value)
         member.updated_at = now
         await session.flush()
+        await _mirror_profile(session, member, changed.get("email"), changed.get("phone"))
         await OUTBOX.add(session, _member_event(member, events.MemberUpdated))
     return member, False
+
+
+async def _mirror_profile(session: AsyncSession, member: Member, email: str | None, phone: str | None) -> None:
+    """The profile's e-mail and phone as identifiers, so a lookup finds them (409 when another member's)."""
+    await identifiers.mirror_profile(session, member, "email", email)
+    await identifiers.mirror_profile(session, member, "phone", phone)
 
 
 async def _enrollment_bonus(session: AsyncSession, member: Member) -> None:
