@@ -321,14 +321,16 @@ async def delete_identifier(member_id: MemberIdPath, kind: KindPath, value: Valu
     "/members/lookup", tags=["members"], summary="Find a member by an identifier",
     response_model=schemas.MemberFound, responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
 )
-async def lookup_member(db: Db, _: MembersRead,
+async def lookup_member(db: Db, caller: MembersRead,
                         kind: Annotated[schemas.IdentifierKind, Query(examples=["card"])],
                         value: Annotated[str, Query(min_length=1, max_length=254, examples=["6012-0001"]),
                                          AfterValidator(storable_text)]) -> schemas.MemberFound:
     """The member holding a card, phone, e-mail or external id (the profile's own e-mail and phone are
-    identifiers too), with all their identifiers; none holds it: `404 member-not-found`."""
+    identifiers too), with all their identifiers; none holds it: `404 member-not-found`. A key lent to a store
+    finds members by a phone or an e-mail too, but reads neither back: contacts and those identifiers are left
+    out of its answer."""
     async with db.read() as session:
-        return await identifiers.lookup(session, kind, value)
+        return await identifiers.lookup(session, kind, value, contacts=caller.reads_contacts)
 
 
 @finding.get(

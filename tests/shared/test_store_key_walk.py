@@ -43,6 +43,8 @@ SKIPPED: dict[tuple[str, str, str], str] = {}
 VALUES: dict[str, str] = {
     "member_id": OTHER_MEMBER, "purchase_id": OTHER_PURCHASE, "rule_id": f"{OTHER_STORE}-promo",
     "reward_id": "cup", "redemption_id": OTHER_REDEMPTION,
+    # finding a member by the other member's e-mail: the answer must still carry no phone
+    "kind": "email", "value": OTHER_EMAIL,
     # "code": the other member's voucher code, known once rewards is seeded
 }
 

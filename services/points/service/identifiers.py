@@ -95,7 +95,7 @@ async def identifiers_of(session: AsyncSession, member_id: str) -> list[schemas.
     return [schemas.Identifier(kind=kind, value=value) for kind, value in rows]
 
 
-async def lookup(session: AsyncSession, kind: str, value: str) -> schemas.MemberFound:
+async def lookup(session: AsyncSession, kind: str, value: str, *, contacts: bool) -> schemas.MemberFound:
     """The member holding the handle (one read by the table's key, joined to the member), with all their
     handles; none: 404."""
     key = domain.normalize_identifier(kind, value)
@@ -105,5 +105,7 @@ async def lookup(session: AsyncSession, kind: str, value: str) -> schemas.Member
     )).scalar_one_or_none() if key else None
     if member is None:
         raise MemberNotFound(f"No member holds the {LABELS[kind]} '{value.strip()}'.")
-    return schemas.MemberFound(**members.member_out(member).model_dump(),
-                               identifiers=await identifiers_of(session, member.member_id))
+    handles = await identifiers_of(session, member.member_id)
+    if not contacts:  # a key lent to a till reads no e-mail or phone, as identifiers neither
+        handles = [handle for handle in handles if handle.kind not in ("email", "phone")]
+    return schemas.MemberFound(**members.member_out(member, contacts=contacts).model_dump(), identifiers=handles)

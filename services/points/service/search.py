@@ -48,7 +48,7 @@ def _candidates(q: str, after: str | None) -> CompoundSelect[Any]:
 async def search(session: AsyncSession, *, q: str | None, status: str | None, tier: str | None,
                  value_class: str | None, lifecycle: str | None, limit: int, cursor: str | None
                  ) -> tuple[list[schemas.MemberListed], str | None]:
-    after = str(decode_cursor(cursor, 1)[0]) if cursor else None
+    after = str(decode_cursor(cursor, (str,))[0]) if cursor else None
     query = select(Member)
     q = (q or "").strip()
     if q:
@@ -66,6 +66,7 @@ async def search(session: AsyncSession, *, q: str | None, status: str | None, ti
 
 
 def listed(member: Member) -> schemas.MemberListed:
-    return schemas.MemberListed(**member_out(member).model_dump(), value_class=member.value_class,
+    """A member as the search lists it (the search is for admin keys, which read contacts)."""
+    return schemas.MemberListed(**member_out(member, contacts=True).model_dump(), value_class=member.value_class,
                                 lifecycle=member.lifecycle)
 
