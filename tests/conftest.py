@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
+from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics
 from tests.support import (
     KAFKA,
     SERVICES,
@@ -50,3 +52,13 @@ def empty_db(pg: None, _migrated: set[str]) -> Callable[[str], Awaitable[str]]:
 def kafka() -> Iterator[str]:
     ensure_kafka()
     yield KAFKA
+
+
+@pytest.fixture
+async def prefix(kafka: str) -> AsyncIterator[str]:
+    """A private topic prefix on the real broker: the loyalty topics and their dead letters (3 partitions),
+    deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:8]}."
+    await ensure_topics(kafka, all_topic_names(name), partitions=3)
+    yield name
+    await delete_topics(kafka, all_topic_names(name))

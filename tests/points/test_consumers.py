@@ -4,8 +4,6 @@ about one it never enrolled changes nothing and goes to the dead letters with th
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,18 +16,10 @@ from services.points.models import Member
 from shared.messaging import events
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.events import Topic
-from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics
 from shared.runtime import Runtime
 
 pytestmark = pytest.mark.usefixtures("kafka")
 
-
-@pytest.fixture
-async def prefix(kafka: str) -> AsyncIterator[str]:
-    name = f"p{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka, all_topic_names(name), partitions=1)
-    yield name
-    await delete_topics(kafka, all_topic_names(name))
 
 
 def tier_changed(member_id: str) -> events.TierChanged:

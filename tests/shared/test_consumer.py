@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -23,7 +22,6 @@ from shared.messaging.events import (
     PointsAdjusted,
     Topic,
 )
-from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics
 
 pytestmark = pytest.mark.usefixtures("kafka")
 
@@ -31,13 +29,6 @@ pytestmark = pytest.mark.usefixtures("kafka")
 def enrolled(member: str) -> Envelope:
     return MemberEnrolled(member_id=member, status="active", enrolled_at="2026-11-20T10:00:00Z").envelope("points")
 
-
-@pytest.fixture
-async def prefix(kafka: str) -> AsyncIterator[str]:
-    name = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka, all_topic_names(name), partitions=3)
-    yield name
-    await delete_topics(kafka, all_topic_names(name))
 
 
 async def produce(kafka: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,7 +27,7 @@ from shared.clock import clock
 from shared.messaging import events
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.events import Envelope, EventData
-from shared.messaging.kafka import all_topic_names, delete_topics, ensure_topics, topic_name
+from shared.messaging.kafka import topic_name
 from shared.runtime import Runtime
 from tests.support import KAFKA, db_name, db_url, ensure_postgres, recreate_schema, service_client
 from tests.tiers.builders import balance_event, enrolled, points_earned, program, purchase, refund, updated
@@ -35,13 +35,6 @@ from tests.tiers.snapshots import tiers_state
 
 REBUILD_DB = db_name("loyalty_test_tiers_rebuild")
 
-
-@pytest.fixture
-async def prefix(kafka: str) -> AsyncIterator[str]:
-    name = f"rb{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka, all_topic_names(name), partitions=3)
-    yield name
-    await delete_topics(kafka, all_topic_names(name))
 
 
 @pytest.fixture
