@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent / "wrk"
@@ -39,13 +39,14 @@ class LoadResult:
     mean_ms: float
     errors: int
     load_cpu_cores: float  # wrk's utime+stime over wall time: 1.0 is one core busy all along
+    output: str = field(default="", repr=False)  # what wrk printed (a script's own lines), not in as_dict()
 
     @property
     def valid(self) -> bool:
         return self.errors == 0 and self.requests > 0
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self) | {"valid": self.valid}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "output"} | {"valid": self.valid}
 
 
 def parse_report(output: str) -> dict[str, float]:
@@ -82,5 +83,5 @@ def run_wrk(url: str, script: str, *, connections: int, seconds: float, env: dic
         per_second=round(report["requests"] / seconds_run, 1),
         p50_ms=round(report["latency_p50_us"] / 1000, 2), p99_ms=round(report["latency_p99_us"] / 1000, 2),
         mean_ms=round(report["latency_mean_us"] / 1000, 2), errors=errors,
-        load_cpu_cores=round((usage.ru_utime + usage.ru_stime) / wall, 3),
+        load_cpu_cores=round((usage.ru_utime + usage.ru_stime) / wall, 3), output=output,
     )

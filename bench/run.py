@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import kafka_figures, profile, saga, seed
+from bench import checkout, kafka_figures, profile, saga, seed
 from bench.load import LoadResult, ensure_wrk, run_wrk
 from bench.procstat import CpuWatch, RssSampler
 from bench.report import Row, ratio, table, write
@@ -37,6 +37,8 @@ class Sizes:
     round_trips: int
     saga_members: int
     saga_seconds: float
+    checkout_members: int
+    checkout_seconds: float
     backlog: int
     scale_members: int
     scale_entries: int
@@ -44,11 +46,11 @@ class Sizes:
 
 
 FULL = Sizes(members=10_000, load_seconds=30, e2e_rate=200, e2e_seconds=30, e2e_sample_every=5, round_trips=300,
-             saga_members=32, saga_seconds=30, backlog=200_000, scale_members=1_000_000, scale_entries=10_000_000,
-             drain_timeout=1800)
+             saga_members=32, saga_seconds=30, checkout_members=10_000, checkout_seconds=30, backlog=200_000,
+             scale_members=1_000_000, scale_entries=10_000_000, drain_timeout=1800)
 QUICK = Sizes(members=2_000, load_seconds=8, e2e_rate=200, e2e_seconds=5, e2e_sample_every=4, round_trips=50,
-              saga_members=32, saga_seconds=8, backlog=10_000, scale_members=20_000, scale_entries=100_000,
-              drain_timeout=300)
+              saga_members=32, saga_seconds=8, checkout_members=1_000, checkout_seconds=6, backlog=10_000,
+              scale_members=20_000, scale_entries=100_000, drain_timeout=300)
 
 
 def say(message: str) -> None:
@@ -68,16 +70,22 @@ class Bench:
 
     def wrk(self, figure: str, service: str, script: str, **env: str) -> LoadResult:
         """One wrk run at 64 connections, with the CPU each service used meanwhile."""
+        return self.load(figure, service, script, env, connections=CONNECTIONS, threads=2,
+                         seconds=self.sizes.load_seconds)
+
+    def load(self, figure: str, service: str, script: str, env: dict[str, str], *, connections: int, threads: int,
+             seconds: float) -> LoadResult:
+        """One wrk run at ``connections`` over ``threads``, with the CPU each service used meanwhile."""
         watch = CpuWatch(self.service_pids)
         points_pid = self.system["points"].pid
         profiler = profile_path = None
         if self.profile_dir is not None and service == "points" and points_pid is not None:
             profile_path = self.profile_dir / f"{figure}.txt"
-            profiler = profile.start(points_pid, self.sizes.load_seconds, profile_path)
+            profiler = profile.start(points_pid, seconds, profile_path)
         base = {"BENCH_KEY": self.system.admin_key, "BENCH_RUN_ID": f"{self.run_id}-{figure}",
                 "BENCH_MEMBERS": str(self.sizes.members), "BENCH_MEMBER_PREFIX": "B-"}
-        result = run_wrk(self.system[service].url, script, connections=CONNECTIONS,
-                         seconds=self.sizes.load_seconds, env={**base, **env})
+        result = run_wrk(self.system[service].url, script, connections=connections, threads=threads,
+                         seconds=seconds, env={**base, **env})
         service_cpu = watch.stop()
         # The machine's load average beside each figure: other work on the machine shows here.
         self.figures[figure] = {**result.as_dict(), "service_cpu_cores": service_cpu,
@@ -102,7 +110,8 @@ class Bench:
         self.rss.start()
         try:
             await self.seed_data()
-            for stage in (self.http_figures, self.end_to_end, self.redemption_saga, self.scale, self.catch_up):
+            for stage in (self.http_figures, self.checkout, self.end_to_end, self.redemption_saga, self.scale,
+                          self.catch_up):
                 try:
                     await stage()
                 except Exception as exc:
@@ -139,6 +148,29 @@ class Bench:
         self.wrk("healthz", "points", "read.lua", BENCH_PATH="/healthz")
         self.wrk("ledger", "points", "read.lua", BENCH_PATH="/v1/members/%s/ledger?limit=50")
         await self.drain("after ingestion")
+
+    async def checkout(self) -> None:
+        """Plain purchases, then checkouts, from the same script at the same connections (bench/checkout.py);
+        the consumers catch up before each, so neither runs beside the other's backlog."""
+        sizes = self.sizes
+        members = [f"B-{i}" for i in range(min(sizes.checkout_members, sizes.members))]
+        say(f"checkout: {checkout.GRANT_POINTS:,} points to {len(members):,} members, then purchases and "
+            f"checkouts at {checkout.CONNECTIONS} connections")
+        await seed.grant(self.system, members, checkout.GRANT_POINTS, self.run_id, purpose="checkout",
+                         concurrency=32)
+        await self.drain("after checkout grants")
+        env = {"BENCH_MEMBERS": str(len(members)), "BENCH_HOLD_POINTS": str(checkout.HOLD_POINTS)}
+        for figure, mode in (("checkout_purchase", "purchase"), ("checkout", "checkout")):
+            result = self.load(figure, "points", checkout.SCRIPT, {**env, "BENCH_CHECKOUT_MODE": mode},
+                               connections=checkout.CONNECTIONS, threads=checkout.CONNECTIONS,
+                               seconds=sizes.checkout_seconds)
+            measured = self.figures[figure]
+            measured.update(checkout.summarize(result, checkout.parse_steps(result.output),
+                                               measured["service_cpu_cores"]))
+            say(f"  {figure}: {measured['completed_per_second']:,.1f} {mode}s/s, steps "
+                + ", ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms" for k, v in measured["steps"].items())
+                + (f", failures {measured['failures']} {measured['failure_samples']}" if measured["failures"] else ""))
+            await self.drain(f"after {figure}")
 
     async def end_to_end(self) -> None:
         sizes, system = self.sizes, self.system
@@ -262,6 +294,7 @@ class Bench:
                 "ingestion", "purchase ingestion (64 conns)", "reference_write", 0.5, 50)),
             ("balance reads", "http_figures", lambda: load_row(
                 "balance", "balance reads (64 conns)", "healthz", 0.5, 20)),
+            ("checkout", "checkout", lambda: rows.append(checkout.row(f["checkout"], f["checkout_purchase"]))),
             ("end to end", "end_to_end", end_to_end),
             ("consumer catch-up", "catch_up", catch_up),
             ("redemption saga", "redemption_saga", redemptions),

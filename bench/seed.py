@@ -66,14 +66,16 @@ async def enroll(system: System, member_ids: Iterable[str]) -> float:
     return len(ids) / (time.monotonic() - started)
 
 
-async def grant(system: System, member_ids: Iterable[str], points: int, run_id: str) -> None:
-    """An admin adjustment to each member, so that redemptions are paid."""
+async def grant(system: System, member_ids: Iterable[str], points: int, run_id: str, purpose: str = "grant",
+                concurrency: int = 16) -> None:
+    """An admin adjustment to each member (id ``<run>-<purpose>-<member>``), so that redemptions are paid."""
     async with system.client("points") as client:
         async def adjust(member_id: str) -> None:
             expect(await client.post(f"/v1/members/{member_id}/adjustments", json={
-                "adjustment_id": f"{run_id}-grant-{member_id}", "points": points, "reason": "benchmark"}), 200, 201)
+                "adjustment_id": f"{run_id}-{purpose}-{member_id}", "points": points, "reason": "benchmark"}),
+                200, 201)
 
-        await concurrently(member_ids, adjust, concurrency=16)
+        await concurrently(member_ids, adjust, concurrency=concurrency)
 
 
 async def program(system: System) -> None:

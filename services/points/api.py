@@ -11,15 +11,27 @@ from pydantic import AfterValidator, ValidationError
 from services.points import schemas
 from services.points.errors import (
     CurrencyMismatch,
+    HoldExpired,
+    HoldNotActive,
     IdentifierTaken,
     InsufficientPoints,
     MemberInactive,
     MemberNotFound,
     RefundExceedsPurchase,
 )
-from services.points.service import balances, identifiers, members, operators, program, purchases, rules, search
+from services.points.service import (
+    balances,
+    checkout,
+    identifiers,
+    members,
+    operators,
+    program,
+    purchases,
+    rules,
+    search,
+)
 from shared.errors import COMMON_ERRORS, Forbidden, IdempotencyConflict, LoyaltyError, NotFound
-from shared.http.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, Scope
+from shared.http.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, QuotesRead, RedemptionsWrite, Scope
 from shared.http.pagination import Cursor, Limit, Page
 from shared.http.problems import problem_responses
 from shared.http.types import ID_PATTERN, MemberIdPath, storable_text
@@ -132,16 +144,21 @@ async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: D
     "/purchases", tags=["purchases"], summary="Record a purchase and credit its points",
     response_model=schemas.PurchaseResult, status_code=201,
     responses=replay_responses(schemas.PurchaseResult, MemberNotFound, MemberInactive, CurrencyMismatch,
-                               IdempotencyConflict),
+                               IdempotencyConflict, HoldExpired, HoldNotActive),
 )
 async def post_purchase(body: schemas.PurchaseIn, db: Db, caller: PurchasesWrite) -> JSONResponse:
     """Credits the member in the same transaction that stores the purchase. Retrying with the same
     `purchase_id` and body replays the first answer (200); another body, or the same id from another key, is
     `409 idempotency-conflict`. A store-bound key must give a `store_id` that is one of its stores (else
-    `403 forbidden`)."""
+    `403 forbidden`).
+
+    At the checkout, `points_paid: {"hold_id"}` names the hold that paid part of the order: a hold still
+    held is captured whole by this purchase, in its transaction; a captured one is linked. Unless the
+    program's `redemption.earn_on_points_paid`, only the part paid in money earns. A hold that paid another
+    purchase, or was voided, is `409 hold-not-active`; one whose time ran out, `409 hold-expired`."""
     caller.check_store(body.store_id, "posts purchases")
     async with db.transaction() as session:
-        answer, created = await purchases.record_purchase(session, body, caller.name)
+        answer, created = await purchases.record_purchase(session, body, caller.name, caller.stores)
     return written(answer, created)
 
 
@@ -170,7 +187,7 @@ async def post_purchase_batch(body: schemas.PurchaseBatchIn, db: Db, caller: Pur
         try:
             caller.check_store(purchase.store_id, "posts purchases")
             async with db.transaction() as session:
-                answer, created = await purchases.record_purchase(session, purchase, caller.name)
+                answer, created = await purchases.record_purchase(session, purchase, caller.name, caller.stores)
             results.append(schemas.BatchItemResult(purchase_id=purchase_id, status=201 if created else 200,
                                                    body=answer))
         except LoyaltyError as err:
@@ -207,7 +224,7 @@ async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: D
 async def get_program(db: Db, _: MembersRead) -> schemas.Program:
     """Currency, base earning rate, expiry and pending days, excluded categories."""
     async with db.transaction() as session:
-        return schemas.Program.model_validate(await program.get_program(session), from_attributes=True)
+        return program.program_out(await program.get_program(session))
 
 
 @router.put(
@@ -217,7 +234,7 @@ async def get_program(db: Db, _: MembersRead) -> schemas.Program:
 async def put_program(body: schemas.ProgramIn, db: Db, _: Admin) -> schemas.Program:
     """Applies to purchases recorded from now on."""
     async with db.transaction() as session:
-        return schemas.Program.model_validate(await program.put_program(session, body), from_attributes=True)
+        return program.program_out(await program.put_program(session, body))
 
 
 @router.get(
@@ -352,3 +369,93 @@ async def search_members(
         items, next_cursor = await search.search(session, q=q, status=status, tier=tier, value_class=value_class,
                                                  lifecycle=lifecycle, limit=limit, cursor=cursor)
     return Page[schemas.MemberListed](items=items, next_cursor=next_cursor)
+
+
+# --- the checkout ----------------------------------------------------------------------------------
+# One story in /docs, in the order a till meets it: quote the basket, hold points, post the purchase with
+# points_paid (which captures the hold), capture (a repeat answers the same) or void.
+
+HoldIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["store-12:h-000123"])]
+CHECKOUT = "checkout"
+
+
+@router.post(
+    "/quotes", tags=[CHECKOUT], summary="1. Quote a basket: points it earns, points that may pay it",
+    response_model=schemas.Quote,
+    responses=problem_responses(MemberNotFound, MemberInactive, CurrencyMismatch, HoldExpired, HoldNotActive,
+                                *COMMON_ERRORS),
+)
+async def post_quote(body: schemas.QuoteIn, db: Db, caller: QuotesRead) -> schemas.Quote:
+    """A purchase body without `purchase_id`: what `POST /v1/purchases` would earn for it now, line by line
+    and rule by rule (the same earning function), the member's balance, and `redeemable`: the most points
+    the member may pay for it (available, within the program's `redemption.max_share` of the total; 0
+    below its `min_points`) and their value. Nothing is written or counted: a first purchase stays first.
+    A store-bound key quotes for its stores (`store_id`) only."""
+    caller.check_store(body.store_id, "quotes")
+    return await checkout.quote(db, body, caller.stores)
+
+
+@router.post(
+    "/holds", tags=[CHECKOUT], summary="2. Hold points for an order", status_code=201,
+    response_model=schemas.Hold,
+    responses=replay_responses(schemas.Hold, MemberNotFound, MemberInactive, InsufficientPoints, CurrencyMismatch,
+                               IdempotencyConflict),
+)
+async def post_hold(body: schemas.HoldIn, db: Db, caller: RedemptionsWrite) -> JSONResponse:
+    """Sets `points` aside: out of `available` (shown as `held`) until the hold is captured, voided, or
+    `expires_at` passes (the program's `redemption.hold_minutes`; then they come back by themselves). Two
+    holds never take the same points. Not enough available: `422 insufficient-points`; worth more than the
+    program's `max_share` of `order_total`, or fewer than its `min_points`: `422 validation-error`.
+    Idempotent by `hold_id`. A store-bound key must give one of its stores as `store_id`."""
+    caller.check_store(body.store_id, "holds points")
+    async with db.transaction() as session:
+        answer, created = await checkout.create_hold(session, body, caller.name)
+    return written(answer, created)
+
+
+@router.post(
+    "/holds/{hold_id}/capture", tags=[CHECKOUT], summary="4. Capture a hold: spend its points",
+    response_model=schemas.Hold,
+    responses=problem_responses(NotFound, HoldExpired, HoldNotActive, IdempotencyConflict, *COMMON_ERRORS),
+)
+async def capture_hold(hold_id: HoldIdPath, db: Db, caller: RedemptionsWrite,
+                       body: Annotated[schemas.CaptureIn | None, Body()] = None) -> JSONResponse:
+    """Spends the held points, all of them or `points` (the rest goes back), as a `spend` ledger entry with
+    the `hold_id`. A repeat answers as the first capture did (also after a purchase with `points_paid`
+    captured it); a capture of other points is `409 idempotency-conflict`. Voided: `409 hold-not-active`;
+    past `expires_at`: `409 hold-expired`. A store-bound key sees only holds of its stores."""
+    body = body or schemas.CaptureIn()
+    ended = await checkout.ended(db, hold_id, caller.stores)
+    if ended is not None:
+        return JSONResponse(checkout.repeat_capture(ended, body))
+    async with db.transaction() as session:
+        answer = await checkout.capture(session, hold_id, body, caller.stores)
+    return JSONResponse(answer)
+
+
+@router.post(
+    "/holds/{hold_id}/void", tags=[CHECKOUT], summary="Void a hold: its points go back",
+    response_model=schemas.Hold,
+    responses=problem_responses(NotFound, HoldExpired, HoldNotActive, *COMMON_ERRORS),
+)
+async def void_hold(hold_id: HoldIdPath, db: Db, caller: RedemptionsWrite) -> JSONResponse:
+    """Gives every held point back, each to the lot it came from (with its own expiry date). A repeat
+    answers as the first void did. Captured: `409 hold-not-active`; past `expires_at`: `409 hold-expired`
+    (its points came back by themselves)."""
+    ended = await checkout.ended(db, hold_id, caller.stores)
+    if ended is not None:
+        return JSONResponse(checkout.repeat_void(ended))
+    async with db.transaction() as session:
+        answer = await checkout.void(session, hold_id, caller.stores)
+    return JSONResponse(answer)
+
+
+@router.get(
+    "/holds/{hold_id}", tags=[CHECKOUT], summary="A hold", response_model=schemas.Hold,
+    responses=problem_responses(NotFound, *COMMON_ERRORS),
+)
+async def get_hold(hold_id: HoldIdPath, db: Db, caller: MembersRead) -> JSONResponse:
+    """The hold as of now (one past `expires_at` is `expired`, its points back), with the member's balance."""
+    async with db.transaction() as session:
+        answer = await checkout.get_hold(session, hold_id, caller.stores)
+    return JSONResponse(answer)

@@ -255,16 +255,17 @@ class CreditFigures:
     remaining: int  # what the lot keeps: all of it while pending, less the debt it repays when available
     lot_pending: bool  # the lot waits for ``available_at``
     available_at: datetime  # the lot's: when its points are (or were) available
+    held: int = 0  # in holds of the checkout: a credit leaves them as they are
 
     @property
     def balance_after(self) -> int:
         """What the credit's ledger entry records: the sum of the ledger once the credit is in it."""
-        return self.available + self.pending
+        return self.available + self.pending + self.held
 
 
 def credit_figures(
     kind: str, points: int, *, available: int, pending: int, lifetime_earned: int, now: datetime,
-    available_at: datetime | None = None,
+    available_at: datetime | None = None, held: int = 0,
 ) -> CreditFigures:
     """The figures after crediting ``points`` as a new lot (``kind`` is the ledger entry's kind) to a member
     whose figures are ``available``, ``pending`` and ``lifetime_earned``.
@@ -275,9 +276,9 @@ def credit_figures(
     """
     earned = lifetime_earned + points if kind in EARNING_KINDS else lifetime_earned
     if available_at is not None and available_at > now:
-        return CreditFigures(available, pending + points, earned, points, True, available_at)
+        return CreditFigures(available, pending + points, earned, points, True, available_at, held)
     return CreditFigures(available + points, pending, earned, lot_remaining(points, available), False,
-                         available_at or now)
+                         available_at or now, held)
 
 
 # --- identifiers -------------------------------------------------------------------------------------------
@@ -294,3 +295,57 @@ def normalize_identifier(kind: str, value: str) -> str:
     if kind == "email":
         return value.lower()
     return value
+
+
+# --- the checkout ------------------------------------------------------------------------------------------
+
+
+def points_value(points: int, point_value: Decimal, places: int) -> Decimal:
+    """What ``points`` are worth in the program's currency, rounded down to its minor unit (points never pay
+    more than they are worth)."""
+    return (Decimal(points) * point_value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR)
+
+
+def redeemable_points(*, total: Decimal, available: int, point_value: Decimal, max_share: Decimal,
+                      min_points: int) -> int:
+    """The most points a member may pay for an order of ``total``: what they have available, up to the
+    program's ``max_share`` of the order; none when that is fewer than the program's ``min_points``."""
+    if point_value <= 0:
+        return 0
+    most = min(max(available, 0), floor_points(total * max_share / point_value))
+    return most if most >= max(min_points, 1) else 0
+
+
+def split_parts(parts: list[list[int]], points: int) -> tuple[list[list[int]], list[list[int]]]:
+    """A capture of ``points`` of a hold's lot parts (soonest-expiring first): the parts it spends, taken
+    from the front as every spend takes, and the parts that go back."""
+    spent: list[list[int]] = []
+    back: list[list[int]] = []
+    left = points
+    for lot_id, part in parts:
+        take = min(part, max(left, 0))
+        left -= take
+        if take:
+            spent.append([lot_id, take])
+        if part - take:
+            back.append([lot_id, part - take])
+    return spent, back
+
+
+def net_of_points_paid(lines: tuple[Line, ...], paid: Decimal) -> tuple[Line, ...]:
+    """The lines of a purchase paid ``paid`` with points, each reduced in proportion, so that what earns is
+    the total minus the value of the points paid (unless the program lets the points-paid part earn)."""
+    total = sum((line.amount for line in lines), Decimal(0))
+    if paid <= 0 or total <= 0:
+        return lines
+    share = max(total - paid, Decimal(0)) / total
+    return tuple(Line(line.amount * share, line.category, line.sku) for line in lines)
+
+
+def points_to_return(*, points_paid: int, returned_before: int, total: Decimal, refunded: Decimal) -> int:
+    """Points a refund gives back of a purchase paid partly with points: the captured points in proportion to
+    the amount refunded so far (cumulative, so partial refunds add up exactly to all of them)."""
+    if points_paid <= 0:
+        return 0
+    target = points_paid if refunded >= total or total == 0 else floor_points(Decimal(points_paid) * refunded / total)
+    return max(target - returned_before, 0)

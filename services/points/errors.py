@@ -17,3 +17,7 @@ MemberInactive = error_type("MemberInactive", 422, "member-inactive", "Member is
                             "Member 'C-1001' is suspended and earns no points.")
 IdentifierTaken = error_type("IdentifierTaken", 409, "identifier-taken", "Identifier held by another member",
                              "The card '6012-0001' is held by another member.")
+HoldExpired = error_type("HoldExpired", 409, "hold-expired", "Hold expired",
+                         "Hold 'store-12:h-000123' expired at 2026-11-20T10:29:00Z; its points are back.")
+HoldNotActive = error_type("HoldNotActive", 409, "hold-not-active", "Hold is not active",
+                           "Hold 'store-12:h-000123' was voided; a captured or voided hold does not change again.")

@@ -48,6 +48,13 @@ class Program(Base):
     # Where weekdays, birthdays and periods are read (an IANA name), and the most one purchase may earn.
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     max_points_per_purchase: Mapped[int] = mapped_column(BigInteger, default=10**9, server_default="1000000000")
+    # Paying with points (the checkout): what a point is worth, the fewest a hold may take, the largest share
+    # of an order points may pay, how long a hold lives, whether the points-paid part of a purchase earns.
+    point_value: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal("0.01"), server_default="0.01")
+    min_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    max_share: Mapped[Decimal] = mapped_column(Numeric(5, 4), default=Decimal(1), server_default="1")
+    hold_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    earn_on_points_paid: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
 
 class Member(Base):
@@ -67,6 +74,8 @@ class Member(Base):
     pending: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Points set aside by holds of the checkout: out of ``available``, in the hold's reserved lot parts.
+    held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     purchase_count: Mapped[int] = mapped_column(Integer, default=0)
     birthday_bonus_year: Mapped[int | None] = mapped_column(Integer)
     # The member's segment as tiers last told it (member.segment_changed), for the operator's search.
@@ -115,6 +124,11 @@ class Purchase(Base):
     lot_id: Mapped[int | None] = mapped_column(BigInteger)
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Paid partly with points: the captured hold, its points and their value, and the points refunds gave back.
+    hold_id: Mapped[str | None] = mapped_column(String(64))
+    points_paid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_paid_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    points_returned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Refund(Base):
@@ -143,6 +157,7 @@ class LedgerEntry(Base):
     redemption_id: Mapped[str | None] = mapped_column(String(64))
     adjustment_id: Mapped[str | None] = mapped_column(String(64))
     transfer_id: Mapped[str | None] = mapped_column(String(64))
+    hold_id: Mapped[str | None] = mapped_column(String(64))
     rule_ids: Mapped[list[str] | None] = mapped_column(JSON)
     actor: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
@@ -205,4 +220,35 @@ class MemberIdentifier(Base):
         # q's prefix over every kind, case-insensitively (cards and external ids are stored as given).
         Index("ix_member_identifier_prefix", func.lower(text("normalized")).label("normalized_lower"),
               postgresql_ops={"normalized_lower": "text_pattern_ops"}),
+    )
+
+
+class Hold(Base):
+    """Points set aside at a checkout until the payment completes (captured), is called off (voided) or the
+    hold runs out (expired). ``lots`` says which lots gave the points, soonest-expiring first, so a capture
+    spends them in that order and a release puts each part back in its own lot, with its own date."""
+
+    __tablename__ = "hold"
+    hold_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"), index=True)
+    store_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # held | captured | voided | expired
+    points: Mapped[int] = mapped_column(BigInteger)  # held
+    value: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    order_total: Mapped[Decimal | None] = mapped_column(Money)
+    captured_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    captured_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    lots: Mapped[list[list[int]]] = mapped_column(JSON)  # [[lot_id, points], ...]
+    purchase_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The answer of the capture or void that settled it, replayed as it was to a retry.
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_hold_due", "expires_at", postgresql_where=text("status = 'held'"),
+              sqlite_where=text("status = 'held'")),
     )

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from shared.http.types import (
+    PLAIN_DECIMAL,
     Amount,
     Body,
     CalendarDate,
@@ -98,13 +99,15 @@ class Expiring(BaseModel):
 
 class Balance(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "member_id": "C-1001", "available": 270, "pending": 0, "lifetime_earned": 390, "lifetime_spent": 100,
-        "expiring": [{"points": 40, "expires_at": "2026-12-15T10:15:00Z"}], "tier": "bronze",
+        "member_id": "C-1001", "available": 270, "pending": 0, "held": 0, "lifetime_earned": 390,
+        "lifetime_spent": 100, "expiring": [{"points": 40, "expires_at": "2026-12-15T10:15:00Z"}], "tier": "bronze",
         "as_of": "2026-11-21T09:30:00Z"}]})
 
     member_id: str
     available: int = Field(description="Spendable now; negative when a refund took back points already spent")
     pending: int = Field(description="Earned but inside the return window (`pending_days`)")
+    held: int = Field(0, description="Set aside by holds of the checkout: out of `available` until the hold is "
+                                     "captured (spent), voided or expires (back in `available`)")
     lifetime_earned: int
     lifetime_spent: int
     expiring: list[Expiring]
@@ -124,8 +127,19 @@ class PurchaseLine(Strict):
     unit_price: Amount
 
 
-class PurchaseIn(Strict):
-    purchase_id: ClientId
+class PointsPaid(Strict):
+    hold_id: ClientId = Field(description="A hold of the purchase's member, captured or still held (then this "
+                                          "purchase captures all of it)")
+
+
+POINTS_PAID_DOC = ("Part of the order paid with points: the hold that pays it. Unless the program's "
+                   "`redemption.earn_on_points_paid`, the points-paid value does not earn (every line earns in "
+                   "proportion to the part paid in money), and a refund gives back the same share of the points.")
+
+
+class Basket(Strict):
+    """What a purchase and a quote share: the member, the place, the moment and what was bought."""
+
     member_id: ClientId
     store_id: ClientId | None = None
     channel: str | None = Field(None, max_length=32)
@@ -133,14 +147,10 @@ class PurchaseIn(Strict):
     currency: Currency
     total: Amount
     lines: list[PurchaseLine] | None = Field(None, max_length=500)
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "purchase_id": "store-12:r-000123", "member_id": "C-1001", "store_id": "store-12", "channel": "pos",
-        "occurred_at": "2026-11-20T10:15:00Z", "currency": "USD", "total": "20.00",
-        "lines": [{"sku": "A-1", "category": "grocery", "quantity": 2, "unit_price": "10.00"}]}]})
+    points_paid: PointsPaid | None = Field(None, description=POINTS_PAID_DOC)
 
     @model_validator(mode="after")
-    def _lines_add_up(self) -> PurchaseIn:
+    def _lines_add_up(self) -> Basket:
         check_currency_decimals(self.total, self.currency)
         for line in self.lines or ():
             check_currency_decimals(line.unit_price, self.currency)
@@ -149,6 +159,19 @@ class PurchaseIn(Strict):
             if lines_total != self.total:
                 raise ValueError(f"the lines add up to {lines_total}, not to the total {self.total}")
         return self
+
+
+class PurchaseIn(Basket):
+    purchase_id: ClientId
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "purchase_id": "store-12:r-000123", "member_id": "C-1001", "store_id": "store-12", "channel": "pos",
+        "occurred_at": "2026-11-20T10:15:00Z", "currency": "USD", "total": "20.00",
+        "lines": [{"sku": "A-1", "category": "grocery", "quantity": 2, "unit_price": "10.00"}]}, {
+        "purchase_id": "store-12:r-000124", "member_id": "C-1001", "store_id": "store-12", "channel": "pos",
+        "occurred_at": "2026-11-20T10:16:00Z", "currency": "USD", "total": "20.00",
+        "lines": [{"sku": "A-1", "category": "grocery", "quantity": 2, "unit_price": "10.00"}],
+        "points_paid": {"hold_id": "store-12:h-000123"}}]})
 
 
 BREAKDOWN_DOC = (
@@ -184,6 +207,33 @@ CAP_DOC = ("The most points one purchase may earn (base, promotions, tier and bo
            "`breakdown` of a purchase for how a capped purchase is shown")
 
 
+PointValue = Annotated[Decimal, PLAIN_DECIMAL, Field(gt=0, le=10**12, max_digits=18, decimal_places=6,
+                                                     allow_inf_nan=False, examples=["0.01"])]
+Share = Annotated[Decimal, PLAIN_DECIMAL, Field(ge=0, le=1, max_digits=5, decimal_places=4, allow_inf_nan=False,
+                                                examples=["1"])]
+
+
+class RedemptionSettings(Strict):
+    """Paying with points at the checkout."""
+
+    point_value: PointValue = Field(
+        Decimal("0.01"), description="What one point is worth in the program's currency")
+    min_points: Points = Field(0, ge=0, description="The fewest points a hold may take")
+    max_share: Share = Field(
+        Decimal(1), description="The largest share of an order (its `order_total`) that points may pay")
+    hold_minutes: Count = Field(15, ge=1, le=10_080, description="How long a hold lives before it goes back "
+                                                                "by itself (at most a week)")
+    earn_on_points_paid: bool = Field(False, description="Whether the part of a purchase paid with points earns "
+                                                         "points too")
+
+    @field_validator("earn_on_points_paid", mode="before")
+    @classmethod
+    def _a_boolean(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+
 class ProgramIn(Strict):
     currency: Currency
     points_per_unit: Amount = Field(lt=10**8, description="Points per unit of the currency (below 10**8: what "
@@ -193,18 +243,24 @@ class ProgramIn(Strict):
     excluded_categories: list[str] = Field(default_factory=list, max_length=500)
     time_zone: TimeZone = Field("UTC", description=TIME_ZONE_DOC)
     max_points_per_purchase: Points = Field(1_000_000_000, ge=1, le=10**12, description=CAP_DOC)
+    redemption: RedemptionSettings = Field(default_factory=RedemptionSettings)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
         "excluded_categories": ["tobacco"], "time_zone": "America/New_York",
-        "max_points_per_purchase": 1_000_000_000}]})
+        "max_points_per_purchase": 1_000_000_000,
+        "redemption": {"point_value": "0.01", "min_points": 0, "max_share": "1", "hold_minutes": 15,
+                       "earn_on_points_paid": False}}]})
 
 
 class Program(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
         "excluded_categories": ["tobacco"], "time_zone": "America/New_York",
-        "max_points_per_purchase": 1_000_000_000, "updated_at": "2026-11-20T09:00:00Z"}]})
+        "max_points_per_purchase": 1_000_000_000,
+        "redemption": {"point_value": "0.01", "min_points": 0, "max_share": "1", "hold_minutes": 15,
+                       "earn_on_points_paid": False},
+        "updated_at": "2026-11-20T09:00:00Z"}]})
 
     currency: str
     points_per_unit: Decimal
@@ -213,7 +269,16 @@ class Program(BaseModel):
     excluded_categories: list[str]
     time_zone: str = Field(description=TIME_ZONE_DOC)
     max_points_per_purchase: int = Field(description=CAP_DOC)
+    redemption: RedemptionSettingsOut
     updated_at: datetime
+
+
+class RedemptionSettingsOut(BaseModel):
+    point_value: Decimal
+    min_points: int
+    max_share: Decimal
+    hold_minutes: int
+    earn_on_points_paid: bool
 
 
 # --- refunds, adjustments, transfers, ledger ---------------------------------------------------------
@@ -236,6 +301,8 @@ class RefundResult(BaseModel):
     refund_id: str
     purchase_id: str
     points_reversed: int
+    points_returned: int = Field(0, description="Of a purchase paid partly with points: the points given back "
+                                                "(the refunded share of those its hold paid)")
     balance: BalanceShort
 
 
@@ -278,13 +345,15 @@ class LedgerEntry(BaseModel):
     kind: Literal["earn", "bonus", "reversal", "spend", "refund", "expire", "adjust", "transfer_out",
                   "transfer_in"]
     points: int
-    balance_after: int = Field(description="available + pending after this entry: the sum of the ledger so far")
+    balance_after: int = Field(description="available + pending + held after this entry: the sum of the ledger "
+                                           "so far")
     occurred_at: datetime
     purchase_id: str | None = None
     refund_id: str | None = None
     redemption_id: str | None = None
     adjustment_id: str | None = None
     transfer_id: str | None = None
+    hold_id: str | None = None
     rule_ids: list[str] | None = None
     actor: str | None = None
     reason: str | None = None
@@ -484,3 +553,96 @@ class MemberListed(Member):
 
     value_class: ValueClass | None = Field(description="As tiers last segmented the member (null before)")
     lifecycle: Lifecycle | None
+
+
+# --- the checkout ------------------------------------------------------------------------------------------
+
+
+class BalanceHeld(BaseModel):
+    available: int
+    pending: int
+    held: int
+
+
+class QuoteIn(Basket):
+    """A purchase body without `purchase_id`: what it would earn, and what points could pay of it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "member_id": "C-1001", "store_id": "store-12", "channel": "pos", "occurred_at": "2026-11-20T10:15:00Z",
+        "currency": "USD", "total": "20.00",
+        "lines": [{"sku": "A-1", "category": "grocery", "quantity": 2, "unit_price": "10.00"}]}]})
+
+
+class Redeemable(BaseModel):
+    points: int = Field(description="The most points the member may pay for this order: available, within the "
+                                    "program's `max_share` of the total, 0 below its `min_points`")
+    value: Decimal = Field(description="What those points are worth in the program's currency")
+
+
+class Quote(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "member_id": "C-1001", "points_earned": 40,
+        "breakdown": [{"rule_id": "base", "points": 20}, {"rule_id": "double-grocery", "points": 20}],
+        "balance": {"available": 100, "pending": 0, "held": 0}, "redeemable": {"points": 100, "value": "1.00"}}]})
+
+    member_id: str
+    points_earned: int = Field(description="What `POST /v1/purchases` with this body would earn now")
+    breakdown: list[BreakdownItem] = Field(description=BREAKDOWN_DOC)
+    balance: BalanceHeld
+    redeemable: Redeemable
+
+
+HoldStatus = Literal["held", "captured", "voided", "expired"]
+
+
+class HoldIn(Strict):
+    hold_id: ClientId
+    member_id: ClientId
+    points: Points = Field(gt=0)
+    order_total: Amount | None = Field(None, description="The order the points pay for: points may pay at most "
+                                                         "the program's `max_share` of it")
+    currency: Currency | None = Field(None, description="The program's (else `422 currency-mismatch`)")
+    store_id: ClientId | None = Field(None, description="Where the hold is taken; a store-bound key must give "
+                                                        "one of its stores")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "hold_id": "store-12:h-000123", "member_id": "C-1001", "points": 50, "order_total": "20.00",
+        "currency": "USD", "store_id": "store-12"}]})
+
+
+class CaptureIn(Strict):
+    points: Points | None = Field(None, gt=0, description="At most the points held (default: all); the rest "
+                                                          "goes back to the member")
+    purchase_id: ClientId | None = Field(None, description="The purchase the points pay (a purchase posted with "
+                                                           "`points_paid` links itself)")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"purchase_id": "store-12:r-000124"}]})
+
+
+HOLD_EXAMPLE: dict[str, Any] = {
+    "hold_id": "store-12:h-000123", "member_id": "C-1001", "store_id": "store-12", "status": "held",
+    "points": 50, "value": "0.50", "currency": "USD", "held_points": 50, "order_total": "20.00",
+    "purchase_id": None, "created_at": "2026-11-20T10:14:00Z", "expires_at": "2026-11-20T10:29:00Z",
+    "settled_at": None, "balance": {"available": 50, "pending": 0, "held": 50}}
+
+
+class Hold(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [HOLD_EXAMPLE, {
+        **HOLD_EXAMPLE, "status": "captured", "purchase_id": "store-12:r-000124", "settled_at":
+        "2026-11-20T10:15:02Z", "balance": {"available": 86, "pending": 0, "held": 0}}]})
+
+    hold_id: str
+    member_id: str
+    store_id: str | None
+    status: HoldStatus = Field(description="held; then captured, voided or expired")
+    points: int = Field(description="Held; once captured, the points taken")
+    value: Decimal = Field(description="What `points` are worth in the program's currency")
+    currency: str
+    held_points: int = Field(description="The points the hold set aside")
+    order_total: Decimal | None
+    purchase_id: str | None = Field(description="The purchase the captured points paid")
+    created_at: datetime
+    expires_at: datetime = Field(description="Not captured or voided by then, the points go back by themselves")
+    settled_at: datetime | None = Field(description="When it was captured, voided or expired")
+    balance: BalanceHeld

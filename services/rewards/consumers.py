@@ -17,7 +17,8 @@ HANDLERS: dict[str, Handler] = {
     **handle(settlement.confirm_redemption, events.PointsSpent),
     **handle(settlement.reject_redemption, events.PointsSpendDeclined),
     **handle(members.record_points_event, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
-             events.PointsExpired, events.PointsAdjusted, events.PointsTransferred),
+             events.PointsExpired, events.PointsAdjusted, events.PointsTransferred, events.PointsHeld,
+             events.PointsReleased),
     **handle(members.record_member, events.MemberEnrolled, events.MemberUpdated),
     **handle(members.apply_tier_change, events.TierChanged),
 }
@@ -26,6 +27,7 @@ BATCH_HANDLERS: dict[str, BatchHandler] = {
     **handle_many(settlement.confirm_redemptions, events.PointsSpent),
     **handle_many(settlement.reject_redemptions, events.PointsSpendDeclined),
     **handle_many(members.record_points_events, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
-                  events.PointsExpired, events.PointsAdjusted, events.PointsTransferred),
+                  events.PointsExpired, events.PointsAdjusted, events.PointsTransferred, events.PointsHeld,
+                  events.PointsReleased),
     **handle_many(members.apply_tier_changes, events.TierChanged),
 }

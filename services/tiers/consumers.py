@@ -37,6 +37,8 @@ USE_CASES: dict[type[EventData], UseCase] = {
     events.PointsExpired: points.record_points_moved,
     events.PointsAdjusted: points.record_points_moved,
     events.PointsTransferred: points.record_points_moved,
+    events.PointsHeld: points.record_points_moved,
+    events.PointsReleased: points.record_points_moved,
     events.RedemptionConfirmed: projections.record_redemption,
     events.RedemptionCancelled: projections.record_redemption,
 }
@@ -53,5 +55,6 @@ BATCH_HANDLERS: dict[str, BatchHandler] = {
     **handle_many(purchases.record_purchases, events.PurchaseRecorded),
     **handle_many(points.record_points_earned_batch, events.PointsEarned),
     **handle_many(points.record_points_moved_batch, events.PointsSpent, events.PointsExpired,
-                  events.PointsRefunded, events.PointsAdjusted, events.PointsTransferred),
+                  events.PointsRefunded, events.PointsAdjusted, events.PointsTransferred, events.PointsHeld,
+                  events.PointsReleased),
 }

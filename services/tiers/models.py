@@ -153,20 +153,22 @@ class SegmentRun(Base):
 
 class PointsBalance(Base):
     """Each member's balance as the last ``points.*`` event told it (events of one member come in order);
-    the program's points liability is their sum."""
+    the program's points liability is their sum. ``held`` is out of ``available`` in the checkout's holds
+    and still owed until captured."""
 
     __tablename__ = "points_balance"
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     available: Mapped[int] = mapped_column(BigInteger)
     pending: Mapped[int] = mapped_column(BigInteger)
+    held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class PointsWeek(Base):
     """The points of one member that moved in one ISO week (``week`` is its Monday, UTC), by kind:
-    ``issued`` (earned and bonus points), ``spent`` (redemptions), ``expired``. Added to once per event; the
-    inbox makes that once. One row per member, not one per week, so consumers of different partitions
-    never wait for each other's rows; the dashboard sums a week's rows."""
+    ``issued`` (earned and bonus points), ``spent`` (redemptions and checkout captures), ``expired``. Added
+    to once per event; the inbox makes that once. One row per member, not one per week, so consumers of
+    different partitions never wait for each other's rows; the dashboard sums a week's rows."""
 
     __tablename__ = "points_week"
     week: Mapped[date] = mapped_column(Date, primary_key=True)

@@ -176,8 +176,8 @@ class AnalyticsSummary(BaseModel):
     by_value_class: dict[str, int] = Field(description="Members with a stored segment, by value class")
     by_lifecycle: dict[str, int] = Field(description="Members with a stored segment, by lifecycle")
     pareto: Pareto
-    points_liability: int = Field(description="Outstanding points (available + pending, never below zero per "
-                                              "member) as the last points.* event of each member told it")
+    points_liability: int = Field(description="Outstanding points (available + pending + held, never below zero "
+                                              "per member) as the last points.* event of each member told it")
     segments: SegmentsInfo | None = Field(description="The last segmentation run; null before the first")
 
 

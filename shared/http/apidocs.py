@@ -45,6 +45,8 @@ PUBLIC = "Scope: none (no API key needed)."
 # ServiceSpec.openapi_tags may describe them in its own words.
 TAGS = {
     "members": "Enrolment, profiles and balances",
+    "checkout": "Paying with points at a till or in a shop: quote the basket, hold points, post the purchase "
+                "with `points_paid`, capture the hold (or void it)",
     "purchases": "Purchases and refunds: points earned and taken back",
     "ledger": "Every change of a balance; adjustments and transfers",
     "rules": "Program settings and earning rules",
@@ -58,30 +60,40 @@ TAGS = {
 }
 
 
-def required_scopes(dependant: Dependant, openapi_extra: dict[str, Any] | None) -> list[str]:
-    """The scopes asked for by the route's ``shared.http.auth.require(scope)`` dependencies, however deep; a route
-    that checks its key itself says which in ``openapi_extra={"x-required-scopes": [...]}``."""
+def required_scopes(dependant: Dependant, openapi_extra: dict[str, Any] | None) -> tuple[list[str], bool]:
+    """The scopes asked for by the route's ``shared.http.auth.require(...)`` dependencies, however deep, and
+    whether any one of them is enough (one ``require`` of several scopes) rather than all; a route that checks
+    its key itself says which in ``openapi_extra={"x-required-scopes": [...]}``."""
     declared = (openapi_extra or {}).get("x-required-scopes")
     if declared:
-        return list(declared)
+        return list(declared), False
     scopes: list[str] = []
+    any_of = False
     pending: list[Dependant] = [dependant]
     while pending:
         dependant = pending.pop()
         call = dependant.call
         if call is not None and getattr(call, "__qualname__", "").startswith("require.<locals>."):
-            scope = inspect.getclosurevars(call).nonlocals.get("scope")
-            if isinstance(scope, Scope) and scope.value not in scopes:
-                scopes.append(scope.value)
+            asked = inspect.getclosurevars(call).nonlocals.get("scopes", ())
+            any_of = any_of or len(asked) > 1
+            scopes.extend(scope.value for scope in asked if isinstance(scope, Scope) and scope.value not in scopes)
         pending.extend(dependant.dependencies)
-    return scopes
+    return scopes, any_of
 
 
-def scope_line(scopes: list[str]) -> str:
+def scope_line(scopes: list[str], any_of: bool = False) -> str:
     if not scopes:
         return PUBLIC
-    named = " and ".join(f"`{scope}`" for scope in scopes)
+    named = (" or " if any_of else " and ").join(f"`{scope}`" for scope in scopes)
     return f"Scope: {named}" + ("." if scopes == [Scope.ADMIN.value] else " (an `admin` key may do everything).")
+
+
+def security(scopes: list[str], any_of: bool = False) -> list[dict[str, list[str]]]:
+    """The operation's security requirements: one object per scheme with every scope (all needed), or, when
+    one scope of several is enough, one object per scheme and scope (OpenAPI reads the list as "any of")."""
+    if any_of:
+        return [{name: [scope]} for scope in scopes for name in SECURITY_SCHEMES]
+    return [{name: scopes} for name in SECURITY_SCHEMES] if scopes else []
 
 
 def problem_components() -> dict[str, Any]:
@@ -141,19 +153,22 @@ def complete_openapi(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any
     for route in iter_route_contexts(routes):  # included routers too, with their prefixes and dependencies
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
-        scopes = required_scopes(route.dependant, route.openapi_extra)
+        scopes, any_of = required_scopes(route.dependant, route.openapi_extra)
         for method in sorted(route.methods or ()):
             operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
-            operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{scope_line(scopes)}".lstrip()
+            line = scope_line(scopes, any_of)
+            operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{line}".lstrip()
             operation["x-required-scopes"] = scopes
+            if any_of:
+                operation["x-any-of-scopes"] = True
             for parameter in operation.get("parameters", []):
                 # Swagger UI fills "Try it out" from a parameter's own example, not from its schema's.
                 examples = parameter.get("schema", {}).get("examples")
                 if examples and "example" not in parameter and "examples" not in parameter:
                     parameter["example"] = examples[0]
-            operation["security"] = [{name: scopes} for name in SECURITY_SCHEMES] if scopes else []
+            operation["security"] = security(scopes, any_of)
             responses = operation.setdefault("responses", {})
             if scopes:
                 merge_responses(responses, problem_responses(Unauthorized, Forbidden))

@@ -240,8 +240,10 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that admits keys holding ``scope`` (or ``admin``) and returns the caller."""
+def require(*scopes: Scope) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that admits keys holding one of ``scopes`` (or ``admin``) and returns the caller."""
+    if not scopes:
+        raise ValueError("require() needs at least one scope")
 
     async def dependency(request: Request) -> Principal:
         key = presented_key(request)
@@ -249,12 +251,13 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
             raise Unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
         store: KeyStore = request.app.state.keys
         principal = store.admit(key, client_address(request))
-        if not principal.allows(scope):
-            raise Forbidden(f"This operation needs the '{scope}' scope.")
+        if not any(principal.allows(scope) for scope in scopes):
+            named = " or ".join(f"'{scope}'" for scope in scopes)
+            raise Forbidden(f"This operation needs the {named} scope.")
         request.state.principal = principal
         return principal
 
-    dependency.__name__ = f"require_{scope.value.replace(':', '_')}"
+    dependency.__name__ = "require_" + "_or_".join(scope.value.replace(":", "_") for scope in scopes)
     return dependency
 
 
@@ -265,3 +268,5 @@ PurchasesWrite = Annotated[Principal, Depends(require(Scope.PURCHASES_WRITE))]
 RedemptionsWrite = Annotated[Principal, Depends(require(Scope.REDEMPTIONS_WRITE))]
 VouchersUse = Annotated[Principal, Depends(require(Scope.VOUCHERS_USE))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+# A quote tells a till what a basket earns and a shop page what it could pay: either kind of key may ask.
+QuotesRead = Annotated[Principal, Depends(require(Scope.PURCHASES_WRITE, Scope.MEMBERS_READ))]

@@ -75,6 +75,7 @@ class EventData(BaseModel):
 class BalanceSnapshot(BaseModel):
     available: Points
     pending: Points
+    held: Points = Field(0, description="Out of `available` in holds of the checkout, still owed until captured")
 
 
 # --- loyalty.members ---------------------------------------------------------------------------------
@@ -147,8 +148,11 @@ class PointsEarned(PointsEvent):
 
 
 class PointsSpent(PointsEvent):
+    """Points paid: for a catalog reward (``redemption_id``) or at the checkout, a captured hold (``hold_id``)."""
+
     TYPE = "points.spent"
-    redemption_id: Id
+    redemption_id: Id | None = None
+    hold_id: Id | None = None
 
 
 class PointsSpendDeclined(EventData):
@@ -161,8 +165,30 @@ class PointsSpendDeclined(EventData):
 
 
 class PointsRefunded(PointsEvent):
+    """Points given back: a cancelled redemption's (``redemption_id``), or the points-paid share of a refunded
+    purchase (``hold_id``, ``purchase_id`` and ``refund_id``)."""
+
     TYPE = "points.refunded"
-    redemption_id: Id
+    redemption_id: Id | None = None
+    hold_id: Id | None = None
+    purchase_id: Id | None = None
+    refund_id: Id | None = None
+
+
+class PointsHeld(PointsEvent):
+    """Points set aside by a hold of the checkout: out of ``available``, into ``held``, in no ledger entry yet."""
+
+    TYPE = "points.held"
+    hold_id: Id
+    expires_at: Moment
+
+
+class PointsReleased(PointsEvent):
+    """Held points back in ``available``: a hold voided, expired, or the part of a capture not taken."""
+
+    TYPE = "points.released"
+    hold_id: Id
+    reason: Literal["voided", "expired", "captured"]
 
 
 class PointsReversed(PointsEvent):
@@ -262,7 +288,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for cls in (
         MemberEnrolled, MemberUpdated, PurchaseRecorded, PurchaseRefunded, PointsEarned, PointsSpent,
         PointsSpendDeclined, PointsRefunded, PointsReversed, PointsExpired, PointsAdjusted,
-        PointsTransferred, RedemptionRequested, RedemptionConfirmed, RedemptionRejected,
+        PointsTransferred, PointsHeld, PointsReleased, RedemptionRequested, RedemptionConfirmed, RedemptionRejected,
         RedemptionCancelled, TierChanged, MemberSegmentChanged,
     )
 }

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.points.models import LedgerEntry, Lot, Member
+from services.points.models import Hold, LedgerEntry, Lot, Member
 from shared.runtime import Runtime
 
 
 async def assert_balanced(app: FastAPI, member_id: str) -> None:
-    """The stored balance equals the sum of the ledger; pending equals the pending lots; what is available
-    equals the other lots, a negative balance (a debt from a refund) having no lots behind it."""
+    """The stored balance (available + pending + held) equals the sum of the ledger; pending equals the
+    pending lots; what is available equals the other lots, a negative balance (a debt from a refund) having
+    no lots behind it; held equals the points of the member's holds still held, and their lot parts."""
     runtime: Runtime = app.state.runtime
     async with runtime.db.read() as session:
         member = await session.get(Member, member_id)
@@ -29,8 +30,13 @@ async def assert_balanced(app: FastAPI, member_id: str) -> None:
         )).all())
         negative_lots = (await session.execute(
             select(func.count()).where(Lot.member_id == member_id, Lot.remaining < 0))).scalar_one()
-    assert ledger_sum == member.available + member.pending, (ledger_sum, member.available, member.pending)
-    assert last is None or last == member.available + member.pending
+        open_holds = (await session.execute(
+            select(Hold).where(Hold.member_id == member_id, Hold.status == "held"))).scalars().all()
+    total = member.available + member.pending + member.held
+    assert ledger_sum == total, (ledger_sum, member.available, member.pending, member.held)
+    assert last is None or last == total
+    assert member.held == sum(hold.points for hold in open_holds) >= 0
+    assert all(sum(part for _, part in hold.lots) == hold.points for hold in open_holds)
     assert member.pending == lots.get(True, 0)
     assert max(member.available, 0) == lots.get(False, 0)
     assert negative_lots == 0

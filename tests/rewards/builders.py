@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from services.rewards.models import Member
+from shared.clock import utcnow
 from shared.messaging import events
+from shared.messaging.consumer import Delivery, EventConsumer
 from tests.support import deliver
 
 LADDER = ["bronze", "silver", "gold"]
@@ -63,6 +69,33 @@ def earned(member_id: str, available: int) -> events.PointsEarned:
                                balance=events.BalanceSnapshot(available=available, pending=0))
 
 
+def held(hold_id: str, member_id: str, points: int, available: int, *, in_holds: int | None = None
+         ) -> events.PointsHeld:
+    """A checkout's hold of ``points``, leaving ``available`` and ``in_holds`` held (by default: only these)."""
+    return events.PointsHeld(member_id=member_id, hold_id=hold_id, points=points, expires_at=utcnow() + timedelta(
+        minutes=15), balance=events.BalanceSnapshot(available=available, pending=0,
+                                                    held=points if in_holds is None else in_holds))
+
+
+def released(hold_id: str, member_id: str, points: int, available: int, *, in_holds: int = 0,
+             reason: str = "voided") -> events.PointsReleased:
+    """A hold's points given back, leaving ``available`` and ``in_holds`` held by other holds."""
+    return events.PointsReleased(member_id=member_id, hold_id=hold_id, points=points, reason=reason,
+                                 balance=events.BalanceSnapshot(available=available, pending=0, held=in_holds))
+
+
+def captured(hold_id: str, member_id: str, points: int, available: int) -> events.PointsSpent:
+    """A checkout's capture: a points.spent with the hold's id and no redemption's."""
+    return events.PointsSpent(member_id=member_id, hold_id=hold_id, points=points,
+                              balance=events.BalanceSnapshot(available=available, pending=0))
+
+
+def refunded_to_checkout(hold_id: str, member_id: str, points: int, available: int) -> events.PointsRefunded:
+    """The points-paid share of a refunded purchase given back: a points.refunded with the hold's id."""
+    return events.PointsRefunded(member_id=member_id, hold_id=hold_id, purchase_id="p-1", refund_id="rf-1",
+                                 points=points, balance=events.BalanceSnapshot(available=available, pending=0))
+
+
 def tier_changed(member_id: str, to_tier: str, ladder: list[str] | None = None, *,
                  at: str = "2026-11-20T10:00:00Z") -> events.TierChanged:
     ladder = LADDER if ladder is None else ladder
@@ -80,3 +113,22 @@ async def settle(app: FastAPI, client: httpx.AsyncClient, redemption_id: str, *,
     assert await deliver(app, event) == "handled"
     after: dict[str, Any] = (await client.get(f"/v1/redemptions/{redemption_id}")).json()
     return after
+
+
+async def deliver_batch(app: FastAPI, *batch: events.EventData) -> list[str]:
+    """Hand events to the service's consumer as one Kafka batch (its batch handlers), through the inbox."""
+    runtime = app.state.runtime
+    spec = runtime.spec
+    consumer = EventConsumer(runtime.db, spec.metadata.tables["inbox"], service=spec.name, bootstrap="unused",
+                             topic_prefix="", topics=[], handlers=spec.handlers, batch_handlers=spec.batch_handlers)
+    deliveries = [Delivery(cast(Any, SimpleNamespace()), data.envelope("test"), data, spec.handlers[data.TYPE])
+                  for data in batch]
+    outcomes: list[str] = await consumer.apply_batch(deliveries)
+    return outcomes
+
+
+async def available(app: FastAPI, member_id: str) -> int | None:
+    """The available points rewards keeps for the member; None when it has heard nothing of them."""
+    async with app.state.runtime.db.read() as session:
+        member = (await session.execute(select(Member).where(Member.member_id == member_id))).scalar_one_or_none()
+        return None if member is None else member.available

@@ -10,7 +10,20 @@ import pytest
 from fastapi import FastAPI
 
 from shared.clock import utcnow
-from tests.rewards.builders import earned, put_reward, redeem, reward, settle, stock_left, tier_changed
+from shared.messaging import events
+from tests.rewards.builders import (
+    captured,
+    deliver_batch,
+    earned,
+    held,
+    put_reward,
+    redeem,
+    released,
+    reward,
+    settle,
+    stock_left,
+    tier_changed,
+)
 from tests.support import deliver
 
 
@@ -131,6 +144,33 @@ async def test_catalog_marks_what_a_member_may_redeem(client: httpx.AsyncClient,
     stranger = (await client.get("/v1/rewards", params={"member_id": "nobody", "limit": 2})).json()
     assert [i["reason"] for i in stranger["items"]] == ["insufficient-points", "tier-too-low"], \
         "someone not heard of has no points and the lowest tier"
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batch"])
+async def test_held_points_are_not_available_for_rewards(client: httpx.AsyncClient, app: FastAPI, batched: bool
+                                                        ) -> None:
+    await put_reward(client, "big", points_cost=300)
+    await put_reward(client, "small", points_cost=200)
+
+    async def tell(*story: events.EventData) -> None:
+        if batched:
+            assert await deliver_batch(app, *story) == ["handled"] * len(story)
+        else:
+            for data in story:
+                assert await deliver(app, data) == "handled"
+
+    async def reasons() -> dict[str, str | None]:
+        page = (await client.get("/v1/rewards", params={"member_id": "ada"})).json()
+        return {item["reward_id"]: item["reason"] for item in page["items"]}
+
+    await tell(earned("ada", 500), held("h-1", "ada", 150, available=350),
+               held("h-2", "ada", 100, available=250, in_holds=250))
+    assert await reasons() == {"big": "insufficient-points", "small": None}
+    await tell(released("h-1", "ada", 150, available=400, in_holds=100, reason="expired"),
+               released("h-2", "ada", 100, available=500))
+    assert await reasons() == {"big": None, "small": None}
+    await tell(held("h-2", "ada", 400, available=100), captured("h-2", "ada", 400, available=100))
+    assert await reasons() == {"big": "insufficient-points", "small": "insufficient-points"}
 
 
 async def test_balance_and_tier_follow_the_latest_events(client: httpx.AsyncClient, app: FastAPI) -> None:

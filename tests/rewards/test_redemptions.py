@@ -15,10 +15,14 @@ from sqlalchemy import event
 from services.rewards.service import waiting
 from tests.rewards.builders import (
     VOUCHER_CODE,
+    available,
+    captured,
     declined,
+    deliver_batch,
     put_reward,
     redeem,
     redemption,
+    refunded_to_checkout,
     settle,
     spent,
     stock_left,
@@ -134,6 +138,37 @@ async def test_duplicate_and_late_answers_change_nothing(client: httpx.AsyncClie
     assert (await client.get("/v1/redemptions/r-4")).json()["status"] == "rejected"
     assert await stock_left(client, "cup") == 4, "released once"
     assert await deliver(app, spent("unknown", "ada", 100)) == "handled"  # not ours: ignored
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batch"])
+async def test_a_checkout_capture_settles_no_redemption(client: httpx.AsyncClient, app: FastAPI, batched: bool
+                                                       ) -> None:
+    """points.spent of a captured hold has no redemption_id: it only moves the balance, even beside answers
+    to redemptions in one batch."""
+    await put_reward(client, "cup", stock=5)
+    await redeem(client, "r-5", "ada", "cup")
+    pending = (await client.get("/v1/redemptions/r-5")).json()
+    story = [captured("h-1", "ada", 300, available=200), captured("h-3", "bob", 50, available=0),
+             refunded_to_checkout("h-1", "ada", 30, available=230)]
+    if batched:
+        assert await deliver_batch(app, *story) == ["handled"] * 3
+    else:
+        for data in story:
+            assert await deliver(app, data) == "handled"
+    assert (await client.get("/v1/redemptions/r-5")).json() == pending
+    assert (await available(app, "ada"), await available(app, "bob")) == (230, 0)
+    assert await stock_left(client, "cup") == 4
+    assert await outbox_events(app, "redemption.confirmed") == []
+
+    answers = [captured("h-2", "ada", 30, available=200), spent("r-5", "ada", 100, available=100)]
+    if batched:
+        assert await deliver_batch(app, *answers) == ["handled"] * 2
+    else:
+        for answer in answers:
+            assert await deliver(app, answer) == "handled"
+    assert (await client.get("/v1/redemptions/r-5")).json()["status"] == "confirmed"
+    assert [e["data"]["redemption_id"] for e in await outbox_events(app, "redemption.confirmed")] == ["r-5"]
+    assert await available(app, "ada") == 100
 
 
 # --- waiting for the answer ------------------------------------------------------------------------

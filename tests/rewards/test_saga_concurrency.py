@@ -6,41 +6,27 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from services.rewards.models import Member
 from services.rewards.service import redemptions
 from shared.db.migrations import upgrade
 from shared.messaging import events
-from shared.messaging.consumer import Delivery, EventConsumer
-from shared.messaging.events import EventData
-from tests.rewards.builders import VOUCHER_CODE, declined, put_reward, redeem, redemption, spent, stock_left
+from tests.rewards.builders import (
+    VOUCHER_CODE,
+    available,
+    declined,
+    deliver_batch,
+    put_reward,
+    redeem,
+    redemption,
+    spent,
+    stock_left,
+)
 from tests.support import outbox_events, service_client
-
-
-async def deliver_batch(app: FastAPI, *batch: EventData) -> list[str]:
-    """Hand events to the service's consumer as one Kafka batch (its batch handlers), through the inbox."""
-    runtime = app.state.runtime
-    spec = runtime.spec
-    consumer = EventConsumer(runtime.db, spec.metadata.tables["inbox"], service=spec.name, bootstrap="unused",
-                             topic_prefix="", topics=[], handlers=spec.handlers, batch_handlers=spec.batch_handlers)
-    deliveries = [Delivery(cast(Any, SimpleNamespace()), data.envelope("test"), data, spec.handlers[data.TYPE])
-                  for data in batch]
-    outcomes: list[str] = await consumer.apply_batch(deliveries)
-    return outcomes
-
-
-async def available(app: FastAPI, member_id: str) -> int | None:
-    async with app.state.runtime.db.read() as session:
-        member = (await session.execute(select(Member).where(Member.member_id == member_id))).scalar_one_or_none()
-        return None if member is None else member.available
-
 
 # --- requests side by side -------------------------------------------------------------------------
 

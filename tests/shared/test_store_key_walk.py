@@ -42,7 +42,7 @@ SKIPPED: dict[tuple[str, str, str], str] = {}
 # Path and query parameters by name (optional query parameters are filled too when named here).
 VALUES: dict[str, str] = {
     "member_id": OTHER_MEMBER, "purchase_id": OTHER_PURCHASE, "rule_id": f"{OTHER_STORE}-promo",
-    "reward_id": "cup", "redemption_id": OTHER_REDEMPTION,
+    "reward_id": "cup", "redemption_id": OTHER_REDEMPTION, "hold_id": f"{OTHER_STORE}:h-1",
     # finding a member by the other member's e-mail: the answer must still carry no phone
     "kind": "email", "value": OTHER_EMAIL,
     # "code": the other member's voucher code, known once rewards is seeded
@@ -59,6 +59,10 @@ def bodies() -> dict[str, Any]:
         "AdjustmentIn": {"adjustment_id": "walk-adjustment", "points": 5, "reason": "walk"},
         "TransferIn": {"transfer_id": "walk-transfer", "to_member_id": MY_MEMBER, "points": 1},
         "PurchaseIn": purchase,
+        "QuoteIn": {key: value for key, value in purchase.items() if key != "purchase_id"},
+        "HoldIn": {"hold_id": f"{OTHER_STORE}:walk-hold", "member_id": OTHER_MEMBER, "points": 5,
+                   "store_id": OTHER_STORE},
+        "CaptureIn": {"points": 1},
         "PurchaseBatchIn": {"purchases": [purchase, {**purchase, "purchase_id": f"{OTHER_STORE}:walk-2"}]},
         "RefundIn": {"refund_id": f"{OTHER_STORE}:walk-refund", "amount": "1.00", "occurred_at": now},
         "ProgramIn": points_program(),
@@ -82,6 +86,8 @@ async def seed_points(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]
     assert (await client.post("/v1/purchases", json=purchase)).status_code == 201
     rule = {**bodies()["MultiplierRuleIn"], "rule_id": VALUES["rule_id"]}
     assert (await client.post("/v1/earning-rules", json=rule)).status_code == 201
+    hold = {**bodies()["HoldIn"], "hold_id": VALUES["hold_id"], "points": 10}
+    assert (await client.post("/v1/holds", json=hold)).status_code == 201
     assert (await client.get(f"/v1/members/{OTHER_MEMBER}")).json()["email"] == OTHER_EMAIL  # there to leak
     return {}
 

@@ -250,7 +250,7 @@ def test_generated_members_get_the_segments_computed_by_hand_and_a_rebuild_gets_
             assert points.put(f"/v1/members/{person.member_id}", json={"status": "suspended"}).status_code == 200
 
     # tiers has consumed everything: every member's spend, their statuses and every balance
-    liability = sum(max(b["available"] + b["pending"], 0) for b in
+    liability = sum(max(b["available"] + b["pending"] + b["held"], 0) for b in
                     (points.get(f"/v1/members/{p.member_id}/balance").json() for p in people))
     suspended = sum(p.suspended for p in people)
 

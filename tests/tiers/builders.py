@@ -75,14 +75,19 @@ def points_reversed(refund_id: str, purchase_id: str, member_id: str, points: in
 
 
 def balance_event(
-    kind: type[events.PointsEvent], member_id: str, available: int, pending: int = 0, **fields: Any
+    kind: type[events.PointsEvent], member_id: str, available: int, pending: int = 0, *, held: int = 0,
+    **fields: Any
 ) -> events.PointsEvent:
-    """A points.* event of ``kind`` leaving the member with ``available`` and ``pending`` points."""
-    defaults: dict[str, Any] = {
+    """A points.* event of ``kind`` leaving the member with ``available``, ``pending`` and ``held`` points."""
+    required: dict[type[events.PointsEvent], dict[str, Any]] = {
         events.PointsSpent: {"redemption_id": "r-1"}, events.PointsRefunded: {"redemption_id": "r-1"},
+        events.PointsHeld: {"hold_id": "h-1", "expires_at": days_from_now(1 / 96)},
+        events.PointsReleased: {"hold_id": "h-1", "reason": "voided"},
         events.PointsReversed: {"purchase_id": "p-x", "refund_id": "rf-x"},
         events.PointsAdjusted: {"adjustment_id": "a-1", "reason": "goodwill", "actor": "ops"},
         events.PointsTransferred: {"transfer_id": "t-1", "to_member_id": "C-9", "direction": "out"},
-    }.get(kind, {})
-    return kind(member_id=member_id, points=10, balance=events.BalanceSnapshot(available=available, pending=pending),
+    }
+    defaults = required.get(kind, {})
+    return kind(member_id=member_id, points=10,
+                balance=events.BalanceSnapshot(available=available, pending=pending, held=held),
                 **(defaults | fields))

@@ -24,7 +24,7 @@ async def tiers_state(url: str) -> dict[str, Any]:
         segments = {r.member_id: (r.recency, r.frequency, r.monetary, r.value_class, r.lifecycle, r.clv_estimate,
                                   r.revenue, r.purchases, r.last_purchase_at)
                     for r in await conn.execute(select(Segment))}
-        balances = {r.member_id: (r.available, r.pending) for r in await conn.execute(select(PointsBalance))}
+        balances = {r.member_id: (r.available, r.pending, r.held) for r in await conn.execute(select(PointsBalance))}
         run = (await conn.execute(select(SegmentRun))).one()
         pending = (await conn.execute(select(outbox.c.event_type).where(outbox.c.published_at.is_(None)))).all()
     await engine.dispose()

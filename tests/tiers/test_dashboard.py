@@ -59,9 +59,13 @@ async def test_points_issued_spent_and_expired_add_up_per_week_once_per_event(
     await deliver(app, balance_event(events.PointsSpent, "C-1", 190).model_copy(update={"points": 100}))
     await deliver(app, balance_event(events.PointsExpired, "C-1", 180))
     await deliver(app, balance_event(events.PointsAdjusted, "C-1", 185))  # not a kind shown
+    await deliver(app, balance_event(events.PointsHeld, "C-1", 150, held=35))  # nor holds and their release
+    await deliver(app, balance_event(events.PointsReleased, "C-1", 155, held=30))
+    await deliver(app, balance_event(events.PointsSpent, "C-1", 155, hold_id="h-1", redemption_id=None)
+                  .model_copy(update={"points": 30}))  # a capture is spent like a redemption
 
     weeks = (await page(client))["table-points"]
-    assert len(weeks) == projections.WEEKS and weeks[-1] == [THIS_WEEK, "290", "100", "10"]
+    assert len(weeks) == projections.WEEKS and weeks[-1] == [THIS_WEEK, "290", "130", "10"]
     assert all(row[1:] == ["0", "0", "0"] for row in weeks[:-1])
 
 
@@ -81,8 +85,8 @@ async def test_top_rewards_count_confirmed_redemptions_and_not_cancelled_ones(
 
 
 async def test_the_rebuild_replays_the_dashboard_projections_too() -> None:
-    for event_type in (events.PointsEarned, events.PointsSpent, events.PointsExpired, events.RedemptionConfirmed,
-                       events.RedemptionCancelled):
+    for event_type in (events.PointsEarned, events.PointsSpent, events.PointsExpired, events.PointsHeld,
+                       events.PointsReleased, events.RedemptionConfirmed, events.RedemptionCancelled):
         assert event_type.TYPE in rebuild.HANDLERS
 
 
@@ -93,6 +97,7 @@ async def test_the_page_shows_members_by_tier_and_the_liability(client: httpx.As
     for member_id in ("C-1", "C-2"):
         await deliver(app, enrolled(member_id))
     await deliver(app, balance_event(events.PointsAdjusted, "C-1", 700, pending=50))
+    await deliver(app, balance_event(events.PointsHeld, "C-1", 600, pending=50, held=100))  # still owed
     response = await client.get("/dashboard", headers=basic(ADMIN_KEY))
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     tables = read_tables(response.text)

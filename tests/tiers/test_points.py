@@ -44,6 +44,12 @@ def story(prefix: str, *, retold: int = 600) -> list[EventData]:
         balance_event(events.PointsSpent, one, 475),
         balance_event(events.PointsExpired, two, 40),
         balance_event(events.PointsAdjusted, two, 45),
+        balance_event(events.PointsHeld, one, 400, held=75, hold_id="h-1"),
+        balance_event(events.PointsHeld, one, 350, held=125, hold_id="h-2"),
+        balance_event(events.PointsReleased, one, 425, held=50, hold_id="h-1"),
+        balance_event(events.PointsSpent, one, 425, hold_id="h-2", redemption_id=None),  # h-2 captured
+        balance_event(events.PointsHeld, one, 400, held=25, hold_id="h-3"),
+        balance_event(events.PointsReleased, two, 45, hold_id="h-4", reason="expired"),
     ]
 
 
@@ -68,7 +74,7 @@ async def in_batches(app: FastAPI, story: list[EventData]) -> None:
 async def outcome(app: FastAPI, client: httpx.AsyncClient, prefix: str) -> dict[str, Any]:
     members = {n: await standing(app, client, f"{prefix}{n}") for n in "12"}
     async with app.state.db.read() as session:
-        balances = {b.member_id.removeprefix(prefix): (b.available, b.pending) for b in (await session.execute(
+        balances = {b.member_id.removeprefix(prefix): (b.available, b.pending, b.held) for b in (await session.execute(
             select(PointsBalance).where(PointsBalance.member_id.startswith(prefix)))).scalars()}
         weeks = sorted((w.kind, w.member_id.removeprefix(prefix), w.points) for w in (await session.execute(
             select(PointsWeek).where(PointsWeek.member_id.startswith(prefix)))).scalars())
@@ -85,8 +91,9 @@ async def test_points_events_in_batches_leave_what_one_at_a_time_leaves(
 
     batch, one_by_one = await outcome(app, client, "A-"), await outcome(app, client, "B-")
     assert batch == one_by_one
-    assert batch["balances"] == {"1": (475, 0), "2": (45, 0)}
-    assert ("issued", "1", 600 + 25 + retold + 50) in batch["weeks"] and ("spent", "1", 20) in batch["weeks"]
+    assert batch["balances"] == {"1": (400, 0, 25), "2": (45, 0, 0)}
+    assert ("issued", "1", 600 + 25 + retold + 50) in batch["weeks"]
+    assert ("spent", "1", 30) in batch["weeks"], "two redemptions and a capture; holds and releases are not spent"
     assert ("expired", "2", 10) in batch["weeks"]
     expected = "gold" if retold == 1100 else "silver"
     assert batch["members"]["1"]["tier"][0] == expected

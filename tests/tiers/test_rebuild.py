@@ -102,6 +102,7 @@ async def test_a_rebuild_from_the_log_arrives_at_the_live_state(
             duplicate = await sale(log, purchase_id, member_id, total, days_ago)
         await log.tell(refund("rf-1", "s-6", "bob", "20.00", points=20))
         await log.tell(balance_event(events.PointsSpent, "ann", 100))
+        await log.tell(balance_event(events.PointsHeld, "ann", 60, held=40))
         await log.tell(balance_event(events.PointsReversed, "bob", 180, purchase_id="s-6", refund_id="rf-1"))
         await log.tell(updated("dee", "suspended", days_ago=400))
         assert await members.evaluate_all(app.state.db) == 0, "bob's downgrade came with his purchase"
@@ -132,6 +133,7 @@ async def test_a_rebuild_from_the_log_arrives_at_the_live_state(
     assert live["history"]["bob"] == [(None, "bronze", "enrolled"), ("bronze", "silver", "upgrade"),
                                       ("silver", "bronze", "downgrade")]
     assert live["history"]["ann"][-1] == ("bronze", "gold", "upgrade") and live["members"]["ann"][0] == "gold"
+    assert live["balances"]["ann"] == (60, 0, 40), "the hold the log tells last"
     assert {m: s[4] for m, s in live["segments"].items()} == {
         "ann": "won_back", "bob": "won_back", "cid": "new", "dee": "won_back", "eve": "new"}
     for part in ("members", "history", "balances", "segments", "run"):

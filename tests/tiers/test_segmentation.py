@@ -244,6 +244,23 @@ async def test_the_points_liability_is_the_last_balance_each_points_event_told(
     assert summary["members"] == 0, "balances alone make nobody a member"
 
 
+async def test_the_points_liability_counts_held_points_until_they_are_captured(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    async def liability() -> int:
+        owed: int = (await client.get("/v1/analytics/summary")).json()["points_liability"]
+        return owed
+
+    await deliver(app, points_earned("p-1", "C-1", 100))
+    await deliver(app, balance_event(events.PointsHeld, "C-1", 40, held=60))
+    assert await liability() == 100, "a hold takes nothing yet"
+    await deliver(app, balance_event(events.PointsSpent, "C-1", 40, held=10, hold_id="h-1", redemption_id=None))
+    assert await liability() == 50, "the capture of 50 of the 60"
+    await deliver(app, balance_event(events.PointsReleased, "C-1", 50, reason="captured"))
+    await deliver(app, balance_event(events.PointsHeld, "C-2", -20, held=15))
+    assert await liability() == 50, "held points of a member owing the program do not make it owed"
+
+
 # --- triggers, scopes -------------------------------------------------------------------------------
 
 

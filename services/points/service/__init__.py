@@ -5,6 +5,9 @@ each thing they are about:
 - ``members``      enrolment and profile, and the member every use case that moves points starts from
 - ``balances``     a member's balance and ledger pages, read outside a transaction
 - ``purchases``    purchases (their fast path) and refunds
+- ``earning``      what a basket earns, for a purchase and a quote alike
+- ``checkout``     quotes, holds, their captures and voids, the hold a purchase's ``points_paid`` names
+- ``holds``        how a hold ends (spent, or given back to its lots), also when its time is up
 - ``operators``    adjustments and transfers made by hand
 - ``redemptions``  paying and giving back the points of rewards' redemptions
 - ``projections``  what points keeps of other services' state (a member's tier)

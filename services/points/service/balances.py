@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import schemas
 from services.points.errors import MemberNotFound
-from services.points.models import LedgerEntry, Lot, Member, table_of
-from services.points.service import ledger
+from services.points.models import Hold, LedgerEntry, Lot, Member, table_of
+from services.points.service import holds, ledger
 from services.points.service.members import get_member, locked_member
 from shared.clock import utcnow
 from shared.db.database import Database
@@ -34,9 +34,12 @@ def _balance_query() -> Select[Any]:
     member, lot = Member.__table__, Lot.__table__
     shown = and_(lot.c.member_id == member.c.member_id,
                  _lots_to_show_clause(bindparam("now", type_=UTCDateTime), bindparam("window_end", type_=UTCDateTime)))
+    # A hold past its time (only a member holding points has one to look for) is settled first too.
+    hold_due = and_(member.c.held > 0, select(Hold.hold_id).where(
+        Hold.member_id == member.c.member_id, holds.due_clause(bindparam("now", type_=UTCDateTime))).exists())
     return (
-        select(member.c.available, member.c.pending.label("member_pending"), member.c.lifetime_earned,
-               member.c.lifetime_spent, member.c.tier_id,
+        select(member.c.available, member.c.pending.label("member_pending"), member.c.held,
+               member.c.lifetime_earned, member.c.lifetime_spent, member.c.tier_id, hold_due.label("hold_due"),
                lot.c.expires_at, lot.c.remaining, lot.c.pending, lot.c.available_at)
         .select_from(member.outerjoin(lot, shown))
         .where(member.c.member_id == bindparam("member_id"))
@@ -56,11 +59,11 @@ async def balance(db: Database, member_id: str) -> schemas.Balance:
     if not rows:
         raise MemberNotFound(f"No member '{member_id}'; enroll it with PUT /v1/members/{member_id}.")
     lots = [row for row in rows if row.expires_at is not None]
-    if any(ledger.is_due(lot, now) for lot in lots):
+    first = rows[0]
+    if first.hold_due or any(ledger.is_due(lot, now) for lot in lots):
         async with db.transaction() as session:
             return await _settled_balance(session, member_id)
-    first = rows[0]
-    return _balance_out(member_id, first.available, first.member_pending, first.lifetime_earned,
+    return _balance_out(member_id, first.available, first.member_pending, first.held, first.lifetime_earned,
                         first.lifetime_spent, first.tier_id, lots, now)
 
 
@@ -69,18 +72,18 @@ async def _settled_balance(session: AsyncSession, member_id: str) -> schemas.Bal
     member = await locked_member(session, member_id)
     now = utcnow()
     lots = await _lots_to_show(session, member_id, now)
-    return _balance_out(member_id, member.available, member.pending, member.lifetime_earned,
+    return _balance_out(member_id, member.available, member.pending, member.held, member.lifetime_earned,
                         member.lifetime_spent, member.tier_id, lots, now)
 
 
-def _balance_out(member_id: str, available: int, pending: int, lifetime_earned: int, lifetime_spent: int,
-                 tier: str | None, lots: Sequence[Any], now: datetime) -> schemas.Balance:
+def _balance_out(member_id: str, available: int, pending: int, held: int, lifetime_earned: int,
+                 lifetime_spent: int, tier: str | None, lots: Sequence[Any], now: datetime) -> schemas.Balance:
     expiring: dict[datetime, int] = {}
     for lot in lots:
         if lot.remaining > 0 and lot.expires_at <= now + EXPIRING_WINDOW:
             expiring[lot.expires_at] = expiring.get(lot.expires_at, 0) + lot.remaining
     return schemas.Balance(
-        member_id=member_id, available=available, pending=pending, lifetime_earned=lifetime_earned,
+        member_id=member_id, available=available, pending=pending, held=held, lifetime_earned=lifetime_earned,
         lifetime_spent=lifetime_spent,
         expiring=[schemas.Expiring(points=p, expires_at=t) for t, p in sorted(expiring.items())],
         tier=tier, as_of=now,
@@ -129,5 +132,6 @@ def entry_out(entry: Any) -> schemas.LedgerEntry:
         entry_id=entry.entry_id, kind=entry.kind, points=entry.points,
         balance_after=entry.balance_after, occurred_at=entry.occurred_at, purchase_id=entry.purchase_id,
         refund_id=entry.refund_id, redemption_id=entry.redemption_id, adjustment_id=entry.adjustment_id,
-        transfer_id=entry.transfer_id, rule_ids=entry.rule_ids, actor=entry.actor, reason=entry.note,
+        transfer_id=entry.transfer_id, hold_id=entry.hold_id, rule_ids=entry.rule_ids, actor=entry.actor,
+        reason=entry.note,
     )

@@ -5,7 +5,10 @@ The stored figures obey, after every function here:
 - ``pending`` is the sum of the remainders of the member's pending lots;
 - ``max(available, 0)`` is the sum of the remainders of the other lots, and a negative ``available`` is a
   debt (a refund took back points already spent) that the next credits repay first;
-- the sum of the ledger's points is ``available + pending``, which each entry records as ``balance_after``.
+- ``held`` is the sum of the points of the member's holds still ``held`` (taken out of their lots, written in
+  no ledger entry until a capture spends them);
+- the sum of the ledger's points is ``available + pending + held``, which each entry records as
+  ``balance_after``.
 
 A credit's figures are computed by ``domain.credit_figures`` and a debt is repaid by ``domain.lot_remaining``,
 here and on the purchase's fast path (``purchases``, which writes its rows in one statement), so there is one
@@ -24,11 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.points import domain
 from services.points.models import LedgerEntry, Lot, Member
 from shared.clock import utcnow
+from shared.messaging import events
+
+
+def snapshot(member: Member) -> events.BalanceSnapshot:
+    """The member's balance as the events that move it carry it."""
+    return events.BalanceSnapshot(available=member.available, pending=member.pending, held=member.held)
 
 
 async def append_entry(session: AsyncSession, member: Member, kind: str, points: int, **refs: Any) -> LedgerEntry:
     entry = LedgerEntry(
-        member_id=member.member_id, kind=kind, points=points, balance_after=member.available + member.pending,
+        member_id=member.member_id, kind=kind, points=points,
+        balance_after=member.available + member.pending + member.held,
         occurred_at=utcnow(), **refs,
     )
     session.add(entry)
@@ -43,7 +53,8 @@ async def credit(
     """Credit ``points`` as a new lot; pending until ``available_at`` when that is still ahead."""
     now = utcnow()
     figures = domain.credit_figures(kind, points, available=member.available, pending=member.pending,
-                                    lifetime_earned=member.lifetime_earned, now=now, available_at=available_at)
+                                    lifetime_earned=member.lifetime_earned, now=now, available_at=available_at,
+                                    held=member.held)
     member.available, member.pending = figures.available, figures.pending
     member.lifetime_earned = figures.lifetime_earned
     entry = await append_entry(session, member, kind, points, **refs)
@@ -114,6 +125,28 @@ async def receive(session: AsyncSession, member: Member, kind: str, parts: list[
                         pending=False))
     await session.flush()
     return entry
+
+
+async def release(session: AsyncSession, member: Member, parts: list[list[int]]) -> int:
+    """Put held parts back in their own lots, with their own dates (a lot past its date then expires at the
+    next settle); a debt is repaid first, as any points that become available. Returns the points."""
+    lots = {lot.lot_id: lot for lot in (await session.execute(
+        select(Lot).where(Lot.lot_id.in_([lot_id for lot_id, _ in parts])).with_for_update())).scalars()}
+    released = 0
+    for lot_id, part in parts:
+        lots[lot_id].remaining += domain.lot_remaining(part, member.available)
+        member.available += part
+        member.held -= part
+        released += part
+    return released
+
+
+async def spend_held(session: AsyncSession, member: Member, points: int, **refs: Any) -> LedgerEntry:
+    """A capture: ``points`` of the held ones leave the balance as a ``spend`` (they already left their lots
+    when they were held)."""
+    member.held -= points
+    member.lifetime_spent += points
+    return await append_entry(session, member, "spend", -points, **refs)
 
 
 def due_lots_clause(now: datetime | ColumnElement[datetime]) -> Any:

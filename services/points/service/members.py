@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
 from services.points.errors import MemberNotFound
-from services.points.models import Lot, Member
-from services.points.service import OUTBOX, identifiers, ledger, rules
+from services.points.models import Hold, Lot, Member
+from services.points.service import OUTBOX, holds, identifiers, ledger, rules
+from services.points.service.ledger import snapshot
 from services.points.service.program import get_program
 from shared.clock import utcnow
 from shared.messaging import events
@@ -34,11 +35,6 @@ def _member_event(member: Member, cls: type[events.MemberEnrolled]) -> events.Me
         enrolled_at=member.enrolled_at, birth_month=member.birth_date.month if member.birth_date else None,
         referred_by=member.referred_by,
     )
-
-
-def snapshot(member: Member) -> events.BalanceSnapshot:
-    """The member's balance as the events that move it carry it."""
-    return events.BalanceSnapshot(available=member.available, pending=member.pending)
 
 
 async def upsert_member(session: AsyncSession, member_id: str, body: schemas.MemberIn) -> tuple[Member, bool]:
@@ -111,7 +107,9 @@ async def locked_member(session: AsyncSession, member_id: str) -> Member:
 
 
 async def settle(session: AsyncSession, member: Member) -> None:
-    """Settle a member already locked: release matured pending lots, expire the others past their date."""
+    """Settle a member already locked: give back holds past their time, release matured pending lots,
+    expire the others past their date (a lot a hold gave back past its date too)."""
+    await holds.expire_due(session, member)
     expired = await ledger.settle(session, member)
     if expired:
         await OUTBOX.add(session, events.PointsExpired(member_id=member.member_id, points=expired,
@@ -119,9 +117,12 @@ async def settle(session: AsyncSession, member: Member) -> None:
 
 
 async def members_due(session: AsyncSession, limit: int = 500) -> list[str]:
-    """Members with a lot to release or expire now (the expiry job works through them)."""
+    """Members with a lot to release or expire, or a hold to give back, now (the expiry job works through
+    them)."""
+    now = utcnow()
     rows = await session.execute(
-        select(Lot.member_id).where(ledger.due_lots_clause(utcnow())).distinct().limit(limit))
+        select(Lot.member_id).where(ledger.due_lots_clause(now))
+        .union(select(Hold.member_id).where(holds.due_clause(now))).limit(limit))
     return [row[0] for row in rows]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +20,9 @@ from shared.db.statements import insert_ignoring_conflicts
 DEFAULT_PROGRAM = {
     "currency": "USD", "points_per_unit": Decimal(1), "expiry_days": 365, "pending_days": 0,
     "excluded_categories": [], "time_zone": "UTC", "max_points_per_purchase": domain.MAX_POINTS_PER_PURCHASE,
+    **schemas.RedemptionSettings().model_dump(),
 }
+REDEMPTION_FIELDS = tuple(schemas.RedemptionSettings.model_fields)  # stored as columns of the program row
 
 
 @cache
@@ -42,8 +45,24 @@ async def get_program(session: AsyncSession) -> Program:
 
 async def put_program(session: AsyncSession, body: schemas.ProgramIn) -> Program:
     program = await get_program(session)
-    for field, value in body.model_dump().items():
+    fields = body.model_dump()
+    for field, value in {**fields.pop("redemption"), **fields}.items():
         setattr(program, field, value)
     program.updated_at = utcnow()
     await session.flush()
     return program
+
+
+def _plain(value: Any) -> Any:
+    """A decimal as it was given ("0.005", not the column's "0.005000")."""
+    return Decimal(format(value.normalize(), "f")) if isinstance(value, Decimal) else value
+
+
+def program_out(program: Program) -> schemas.Program:
+    settings = schemas.RedemptionSettingsOut(**{field: _plain(getattr(program, field))
+                                                for field in REDEMPTION_FIELDS})
+    return schemas.Program(
+        currency=program.currency, points_per_unit=program.points_per_unit, expiry_days=program.expiry_days,
+        pending_days=program.pending_days, excluded_categories=program.excluded_categories,
+        time_zone=program.time_zone, max_points_per_purchase=program.max_points_per_purchase,
+        redemption=settings, updated_at=program.updated_at)

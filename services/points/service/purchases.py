@@ -7,15 +7,15 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Select, Update, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
 from services.points.errors import CurrencyMismatch, MemberInactive, RefundExceedsPurchase
-from services.points.models import LedgerEntry, Lot, Member, Program, Purchase, Refund, table_of
-from services.points.service import IDEMPOTENCY, OUTBOX, ledger, rules
+from services.points.models import Hold, LedgerEntry, Lot, Member, Program, Purchase, Refund, table_of
+from services.points.service import IDEMPOTENCY, OUTBOX, checkout, earning, holds, ledger, rules
 from services.points.service.members import get_member, give_bonus, locked_member, settle, snapshot
-from services.points.service.program import get_program, zone_of
+from services.points.service.program import get_program
 from shared.clock import utcnow
 from shared.db.driver import DriverStatement, WritesTogether
 from shared.db.statements import next_id
@@ -26,17 +26,19 @@ from shared.http.types import check_currency_decimals
 from shared.messaging import events
 
 
-async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner: str
-                          ) -> tuple[dict[str, Any], bool]:
+async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner: str,
+                          stores: frozenset[str] | None = None) -> tuple[dict[str, Any], bool]:
     """Store a purchase and credit its points; returns (answer, created). A retry by the same key (``owner``,
     its name) replays the answer; another key's request with the same ``purchase_id`` is a conflict.
 
     The common case is three statements: the idempotency claim, one read (member locked, program, whether a
-    lot is due, the ids of the new rows) and one write of every row (``WritesTogether``). A member with
-    due lots is settled first, and a first purchase of a referred member pays the referral bonus, both as in
-    the other use cases.
+    lot or a hold is due, the ids of the new rows) and one write of every row (``WritesTogether``). A member
+    with something due is settled first, a purchase paid partly with points links (or captures) its hold
+    first, and a first purchase of a referred member pays the referral bonus, all as in the other use cases.
+    ``stores``: a store-bound key's, which pays only with holds of its stores.
     """
-    replay = await IDEMPOTENCY.claim(session, "purchase", body.purchase_id, request_hash(body, owner=owner))
+    hashed = body.model_dump(exclude={"points_paid"} if body.points_paid is None else set())
+    replay = await IDEMPOTENCY.claim(session, "purchase", body.purchase_id, request_hash(hashed, owner=owner))
     if replay is not None:
         return replay, False
     member = await _purchase_context(session, body)
@@ -46,24 +48,15 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
         member = await _purchase_context(session, body)
     if member.status != "active":
         raise MemberInactive(f"Member '{body.member_id}' is {member.status} and earns no points.")
+    hold_id, paid_points, paid_value = None, 0, Decimal(0)
+    if body.points_paid is not None:
+        hold_id, paid_points, paid_value = await checkout.pay_purchase(session, body, member, stores)
+        member = await _purchase_context(session, body)  # the figures (and the next ids) after the capture
 
     multipliers, bonuses = await rules.active_rules(session, member.rules_version)
-    facts = domain.PurchaseFacts(
-        lines=tuple(domain.Line(line.unit_price * line.quantity, line.category, line.sku) for line in body.lines)
-        if body.lines else (domain.Line(body.total),),
-        occurred_at=body.occurred_at, store_id=body.store_id, channel=body.channel,
-    )
-    first_purchase = member.purchase_count == 0
-    earning = domain.compute_earning(
-        facts, points_per_unit=member.points_per_unit, excluded_categories=set(member.excluded_categories),
-        multipliers=multipliers, bonuses=bonuses, tier_multiplier=member.earn_multiplier,
-        member=domain.MemberFacts(first_purchase=first_purchase,
-                                  birth_month=member.birth_date.month if member.birth_date else None,
-                                  birthday_bonus_year=member.birthday_bonus_year),
-        time_zone=zone_of(member.time_zone), max_points=member.max_points_per_purchase,
-    )
-    answer = await _credit_purchase(session, body, member, earning)
-    if first_purchase and member.referred_by:
+    earned = earning.earning_of(body, member, member, multipliers, bonuses, paid_value)
+    answer = await _credit_purchase(session, body, member, earned, (hold_id, paid_points, paid_value))
+    if member.purchase_count == 0 and member.referred_by:
         await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, bonuses,
                               body.purchase_id)
     return answer, True
@@ -71,15 +64,18 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
 
 def _purchase_context_query(dialect: str) -> Select[Any]:
     member, program = Member.__table__, Program.__table__
-    due = select(Lot.lot_id).where(Lot.member_id == bindparam("member_id"),
-                                   ledger.due_lots_clause(bindparam("now", type_=UTCDateTime))).exists()
+    now = bindparam("now", type_=UTCDateTime)
+    due = or_(
+        select(Lot.lot_id).where(Lot.member_id == bindparam("member_id"), ledger.due_lots_clause(now)).exists(),
+        and_(member.c.held > 0, select(Hold.hold_id).where(Hold.member_id == bindparam("member_id"),
+                                                           holds.due_clause(now)).exists()))
     return (
-        select(member.c.status, member.c.available, member.c.pending, member.c.lifetime_earned,
+        select(member.c.status, member.c.available, member.c.pending, member.c.held, member.c.lifetime_earned,
                member.c.purchase_count, member.c.earn_multiplier, member.c.birth_date,
                member.c.birthday_bonus_year, member.c.referred_by,
                program.c.currency, program.c.points_per_unit, program.c.expiry_days, program.c.pending_days,
                program.c.excluded_categories, program.c.rules_version, program.c.time_zone,
-               program.c.max_points_per_purchase, due.label("due"),
+               program.c.max_points_per_purchase, program.c.earn_on_points_paid, due.label("due"),
                next_id(table_of(LedgerEntry), "entry_id", dialect).label("entry_id"),
                next_id(table_of(Lot), "lot_id", dialect).label("lot_id"))
         .select_from(member.join(program, program.c.id == 1))
@@ -126,7 +122,8 @@ def _purchase_writes(with_lot: bool) -> WritesTogether:
             purchase_id=p("purchase_id"), member_id=p("member_id"), store_id=p("store_id"), channel=p("channel"),
             occurred_at=p("occurred_at"), currency=p("currency"), total=p("total"), refunded_amount=Decimal(0),
             points_earned=p("points"), bonus_points=p("bonus_points"), points_reversed=0, lot_id=p("lot_id"),
-            recorded_at=p("now"), lines=p("lines")),
+            recorded_at=p("now"), lines=p("lines"), hold_id=p("hold_id"), points_paid=p("points_paid"),
+            points_paid_value=p("points_paid_value"), points_returned=0),
         *OUTBOX.prepared_inserts(2),
         IDEMPOTENCY.prepared_completion(),
     ]
@@ -142,36 +139,39 @@ _PURCHASE_WRITES = {True: _purchase_writes(with_lot=True), False: _purchase_writ
 
 
 async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Any,
-                           earning: domain.Earning) -> dict[str, Any]:
+                           earned: domain.Earning, paid: tuple[str | None, int, Decimal]) -> dict[str, Any]:
     """Every row of a purchase, written at once: member figures, ledger entry, lot, purchase, events and the
     answer to replay. The figures are ``domain.credit_figures``, as ``ledger.credit`` moves them; the member
-    row is locked."""
+    row is locked. ``paid``: the hold that paid part of it, its points and their value."""
     now = utcnow()
-    points = earning.points
+    points = earned.points
     occurred = body.occurred_at.astimezone(UTC)
     available_at = occurred + timedelta(days=member.pending_days) if member.pending_days else None
     figures = domain.credit_figures("earn", points, available=member.available, pending=member.pending,
-                                    lifetime_earned=member.lifetime_earned, now=now, available_at=available_at)
+                                    lifetime_earned=member.lifetime_earned, now=now, available_at=available_at,
+                                    held=member.held)
+    balance = events.BalanceSnapshot(available=figures.available, pending=figures.pending, held=member.held)
     with_lot = points > 0
     status = "pending" if figures.lot_pending and with_lot else "credited"
     answer = schemas.PurchaseResult(
         purchase_id=body.purchase_id, member_id=body.member_id, points_earned=points,
-        status=status, breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earning.breakdown],
+        status=status, breakdown=[schemas.BreakdownItem(rule_id=r, points=p) for r, p in earned.breakdown],
         balance=schemas.BalanceShort(available=figures.available, pending=figures.pending),
     ).model_dump(mode="json")
     values = {
         "member_id": body.member_id, "purchase_id": body.purchase_id, "now": now, "points": points,
         "available": figures.available, "pending": figures.pending, "lifetime_earned": figures.lifetime_earned,
         "purchase_count": member.purchase_count + 1,
-        "birthday_bonus_year": earning.birthday_year or member.birthday_bonus_year,
+        "birthday_bonus_year": earned.birthday_year or member.birthday_bonus_year,
         "entry_id": member.entry_id, "balance_after": figures.balance_after,
-        "rule_ids": earning.rule_ids or None,
+        "rule_ids": earned.rule_ids or None,
         "store_id": body.store_id, "channel": body.channel, "occurred_at": body.occurred_at,
-        "currency": body.currency, "total": body.total, "bonus_points": earning.bonus_points,
+        "currency": body.currency, "total": body.total, "bonus_points": earned.bonus_points,
         "lot_id": member.lot_id if with_lot else None,
         "lines": [line.model_dump(mode="json") for line in body.lines] if body.lines else None,
         "remaining": figures.remaining, "expires_at": domain.expiry_for(occurred, member.expiry_days),
         "available_at": figures.available_at, "lot_pending": figures.lot_pending,
+        "hold_id": paid[0], "points_paid": paid[1], "points_paid_value": paid[2],
         **OUTBOX.bind(
             session,
             events.PurchaseRecorded(
@@ -181,7 +181,7 @@ async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, memb
             ),
             events.PointsEarned(
                 member_id=body.member_id, purchase_id=body.purchase_id, points=points, status=status,
-                balance=events.BalanceSnapshot(available=figures.available, pending=figures.pending),
+                balance=balance,
                 occurred_at=body.occurred_at,
             ),
         ),
@@ -246,8 +246,12 @@ async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.R
         refunded_before=purchase.refunded_amount, amount=body.amount,
     )
     own_lot = await session.get(Lot, purchase.lot_id, with_for_update=True) if purchase.lot_id else None
+    returned = domain.points_to_return(points_paid=purchase.points_paid, returned_before=purchase.points_returned,
+                                       total=purchase.total, refunded=purchase.refunded_amount + body.amount)
     purchase.refunded_amount += body.amount
     purchase.points_reversed += points
+    if returned:
+        await _return_points_paid(session, member, purchase, body.refund_id, returned)
     if points:
         await ledger.debit(session, member, "reversal", points, first=own_lot, purchase_id=purchase_id,
                            refund_id=body.refund_id)
@@ -265,8 +269,22 @@ async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.R
                               points=points, balance=snapshot(member)),
     )
     answer = schemas.RefundResult(
-        refund_id=body.refund_id, purchase_id=purchase_id, points_reversed=points,
+        refund_id=body.refund_id, purchase_id=purchase_id, points_reversed=points, points_returned=returned,
         balance=schemas.BalanceShort(available=member.available, pending=member.pending),
     ).model_dump(mode="json")
     await IDEMPOTENCY.complete(session, "refund", body.refund_id, 201, answer)
     return answer, True
+
+
+async def _return_points_paid(session: AsyncSession, member: Member, purchase: Purchase, refund_id: str,
+                              points: int) -> None:
+    """A refund of a purchase paid partly with points gives back that share of the points, as a new lot (a
+    cancelled redemption's points come back the same way) that no longer counts as spent."""
+    program = await get_program(session)
+    purchase.points_returned += points
+    member.lifetime_spent -= points
+    await ledger.credit(session, member, "refund", points, expires_at=domain.expiry_for(utcnow(), program.expiry_days),
+                        purchase_id=purchase.purchase_id, refund_id=refund_id, hold_id=purchase.hold_id)
+    await OUTBOX.add(session, events.PointsRefunded(
+        member_id=member.member_id, hold_id=purchase.hold_id, purchase_id=purchase.purchase_id,
+        refund_id=refund_id, points=points, balance=snapshot(member)))

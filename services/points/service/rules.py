@@ -110,6 +110,11 @@ async def touch(session: AsyncSession) -> None:
     await session.execute(update(Program).where(Program.id == 1).values(rules_version=new_version()))
 
 
+def parsed(version: str) -> ActiveRules | None:
+    """The rules parsed under ``version`` when they are at hand (no statement), else None."""
+    return _parsed.get(version) if version else None
+
+
 async def active_rules(session: AsyncSession, version: str) -> ActiveRules:
     """The rules not deleted, parsed; ``version`` is the program's ``rules_version`` read in the same
     transaction, so the rules parsed under that token are the rules that transaction would read."""

@@ -66,7 +66,8 @@ async def record_points_event(session: AsyncSession, data: events.PointsEvent) -
 
 
 async def record_points_events(session: AsyncSession, batch: Sequence[events.PointsEvent]) -> None:
-    """Any points.* event with a balance: keep the member's available points for the catalog's checks."""
+    """Any points.* event with a balance: keep the member's available points for the catalog's checks. Points
+    in a checkout's hold are already out of ``available``, so points.held and points.released move it too."""
     await record_balances(session, [(data.member_id, data.balance.available) for data in batch])
 
 

@@ -34,9 +34,12 @@ async def confirm_redemption(session: AsyncSession, data: events.PointsSpent) ->
 
 
 async def confirm_redemptions(session: AsyncSession, batch: Sequence[events.PointsSpent]) -> None:
-    """Points were taken: each redemption still pending is confirmed with a new voucher."""
+    """Points were taken: each redemption still pending is confirmed with a new voucher. A checkout's capture
+    (``hold_id``, no ``redemption_id``) pays for no redemption: only its balance is kept."""
     await members.record_balances(session, [(data.member_id, data.balance.available) for data in batch])
-    codes = {data.redemption_id: domain.new_voucher_code() for data in batch}
+    codes = {data.redemption_id: domain.new_voucher_code() for data in batch if data.redemption_id is not None}
+    if not codes:
+        return
     confirmed = await _settle(session, list(codes), status="confirmed",
                               voucher_code=case(codes, value=REDEMPTIONS.c.redemption_id))
     if not confirmed:

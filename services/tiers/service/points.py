@@ -30,7 +30,9 @@ from shared.messaging.events import EventData
 
 BALANCE_TABLE = Base.metadata.tables["points_balance"]
 WEEK_TABLE = Base.metadata.tables["points_week"]
-KIND_OF: dict[type[EventData], figures.PointsKind] = {  # the kinds of the week's figure (issued: earned and bonus)
+# The kinds of the week's figure (issued: earned and bonus; spent: redemptions and checkout captures). A hold
+# and its release only move points between available and held: nothing is issued, spent or expired by them.
+KIND_OF: dict[type[EventData], figures.PointsKind] = {
     events.PointsEarned: "issued",
     events.PointsSpent: "spent",
     events.PointsExpired: "expired",
@@ -120,7 +122,7 @@ async def record_points_moved_batch(
     last = {data.member_id: data for data in batch}
     await session.execute(upsert(BALANCE_TABLE, dialect, ["member_id"]), [
         {"member_id": member_id, "available": data.balance.available, "pending": data.balance.pending,
-         "updated_at": now}
+         "held": data.balance.held, "updated_at": now}
         for member_id, data in last.items()
     ])
     week = figures.week_of(now)

@@ -117,7 +117,8 @@ async def analytics_summary(session: AsyncSession) -> schemas.AnalyticsSummary:
         status or "unknown": count for status, count in (await _counts(session, Member.status)).items()}
     by_class = dict.fromkeys(segments.VALUE_CLASSES, 0) | await _counts(session, Segment.value_class)
     by_lifecycle = dict.fromkeys(segments.LIFECYCLES, 0) | await _counts(session, Segment.lifecycle)
-    outstanding = PointsBalance.available + PointsBalance.pending
+    # points in a checkout's hold are out of available but still owed until captured
+    outstanding = PointsBalance.available + PointsBalance.pending + PointsBalance.held
     liability = (await session.execute(
         select(func.coalesce(func.sum(case((outstanding > 0, outstanding), else_=0)), 0))
     )).scalar_one()
