@@ -334,12 +334,16 @@ def split_parts(parts: list[list[int]], points: int) -> tuple[list[list[int]], l
 
 def net_of_points_paid(lines: tuple[Line, ...], paid: Decimal) -> tuple[Line, ...]:
     """The lines of a purchase paid ``paid`` with points, each reduced in proportion, so that what earns is
-    the total minus the value of the points paid (unless the program lets the points-paid part earn)."""
+    the total minus the value of the points paid (unless the program lets the points-paid part earn). Each
+    line is ``amount x money / total`` (multiplied first, so no rounded ratio is involved) and the last takes
+    the remainder: the lines add up to the money part exactly."""
     total = sum((line.amount for line in lines), Decimal(0))
     if paid <= 0 or total <= 0:
         return lines
-    share = max(total - paid, Decimal(0)) / total
-    return tuple(Line(line.amount * share, line.category, line.sku) for line in lines)
+    money = max(total - paid, Decimal(0))
+    scaled = [line.amount * money / total for line in lines[:-1]]
+    scaled.append(money - sum(scaled, Decimal(0)))
+    return tuple(Line(amount, line.category, line.sku) for amount, line in zip(scaled, lines, strict=True))
 
 
 def points_to_return(*, points_paid: int, returned_before: int, total: Decimal, refunded: Decimal) -> int:

@@ -25,7 +25,8 @@ async def pay_redemption(session: AsyncSession, data: events.RedemptionRequested
 async def pay_redemptions(session: AsyncSession, batch: Sequence[events.RedemptionRequested]) -> None:
     """``pay_redemption`` for a consumer batch, each request decided in order as if alone: what was decided
     before and the members (locked, in id order) are read once for the batch, and only members with a due
-    lot are settled first, as every use case that moves points does."""
+    lot or a hold (``settle`` gives back the holds past their time) are settled first, as every use case that
+    moves points does."""
     now = utcnow()
     ids = list(dict.fromkeys(data.redemption_id for data in batch))
     decided = {debit.redemption_id: debit for debit in (await session.execute(
@@ -37,6 +38,7 @@ async def pay_redemptions(session: AsyncSession, batch: Sequence[events.Redempti
     due = set((await session.execute(
         select(Lot.member_id).where(Lot.member_id.in_(list(members)), ledger.due_lots_clause(now)).distinct()
     )).scalars())
+    due |= {member_id for member_id, member in members.items() if member.held > 0}  # a hold may be past its time
     for member_id in sorted(due):
         await settle(session, members[member_id])
     for data in batch:
