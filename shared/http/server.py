@@ -74,6 +74,7 @@ class _RequestDeadlines(asyncio.Protocol):
     client: tuple[str, int] | None
     _phase: Phase = "idle"
     _deadline: asyncio.TimerHandle | None = None
+    _held: bool = False  # the server held the body back when the deadline last ran out
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -96,6 +97,7 @@ class _RequestDeadlines(asyncio.Protocol):
         if phase == self._phase:
             return
         self._phase = phase
+        self._held = False
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -111,7 +113,11 @@ class _RequestDeadlines(asyncio.Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._phase == "body" and self._server_holds_body():
+        if self._phase == "body" and (self._server_holds_body() or self._held):
+            # While the server holds the body back the client is not late; once it stops (it sent
+            # ``100 Continue`` or resumed reading, at some moment since the last check), the client gets a
+            # whole period from now, so never less than one from that moment.
+            self._held = self._server_holds_body()
             self._arm()
             return
         client = "{}:{}".format(*self.client) if self.client else "a client"
