@@ -136,6 +136,14 @@ ensure_server_settings() {
         pending+=("listen_addresses=localhost (was '$value')")
     fi
     if ((${#pending[@]})); then restart_local_cluster "${pending[*]}"; fi
+    # On a cluster that listens on loopback only, TLS protects nothing and costs CPU on every round trip of
+    # both ends (asyncpg uses it whenever the server offers it). A reload applies it.
+    value="$(sql_value 'show listen_addresses')"
+    if [[ "$value" =~ ^[[:space:]]*(localhost|127\.0\.0\.1)[[:space:]]*$ && "$(sql_value 'show ssl')" == "on" ]]; then
+        say "turning TLS off (loopback only)"
+        sql_value "alter system set ssl = off" >/dev/null
+        sql_value "select pg_reload_conf()" >/dev/null
+    fi
 }
 
 ensure_role() {

@@ -10,9 +10,10 @@ from shared.runtime import Runtime
 
 
 async def assert_balanced(app: FastAPI, member_id: str) -> None:
-    """The stored balance (available + pending + held) equals the sum of the ledger; pending equals the
-    pending lots; what is available equals the other lots, a negative balance (a debt from a refund) having
-    no lots behind it; held equals the points of the member's holds still held, and their lot parts."""
+    """The stored balance (available + pending + held) equals the sum of the ledger, and each entry's
+    ``balance_after`` the sum up to it in entry order; pending equals the pending lots; what is available
+    equals the other lots, a negative balance (a debt from a refund) having no lots behind it; held equals
+    the points of the member's holds still held, and their lot parts."""
     runtime: Runtime = app.state.runtime
     async with runtime.db.read() as session:
         member = await session.get(Member, member_id)
@@ -20,10 +21,10 @@ async def assert_balanced(app: FastAPI, member_id: str) -> None:
         ledger_sum = (await session.execute(
             select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(LedgerEntry.member_id == member_id)
         )).scalar_one()
-        last = (await session.execute(
-            select(LedgerEntry.balance_after).where(LedgerEntry.member_id == member_id)
-            .order_by(LedgerEntry.entry_id.desc()).limit(1)
-        )).scalar()
+        entries = (await session.execute(
+            select(LedgerEntry.points, LedgerEntry.balance_after).where(LedgerEntry.member_id == member_id)
+            .order_by(LedgerEntry.entry_id)
+        )).all()
         lots = dict((await session.execute(
             select(Lot.pending, func.coalesce(func.sum(Lot.remaining), 0)).where(Lot.member_id == member_id)
             .group_by(Lot.pending)
@@ -34,7 +35,10 @@ async def assert_balanced(app: FastAPI, member_id: str) -> None:
             select(Hold).where(Hold.member_id == member_id, Hold.status == "held"))).scalars().all()
     total = member.available + member.pending + member.held
     assert ledger_sum == total, (ledger_sum, member.available, member.pending, member.held)
-    assert last is None or last == total
+    running = 0
+    for points, balance_after in entries:  # each entry says the balance it left, in the order of the ledger
+        running += points
+        assert balance_after == running, (entries, member_id)
     assert member.held == sum(hold.points for hold in open_holds) >= 0
     assert all(sum(part for _, part in hold.lots) == hold.points for hold in open_holds)
     assert member.pending == lots.get(True, 0)

@@ -9,11 +9,13 @@ that ended it with the answer it gave (stored on the hold), and the other call w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Select, and_, bindparam, insert, or_, select, update
+from sqlalchemy import JSON, BigInteger, Insert, Select, Update, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
@@ -92,11 +94,17 @@ _SPENDABLE_LOTS = DriverStatement(
     .order_by(_LOTS.c.expires_at, _LOTS.c.lot_id))
 
 
-def _hold_writes() -> WritesTogether:
-    """Every row a hold writes but its lots', as one statement on PostgreSQL (``create_hold`` gives the values)."""
+def _hold_writes(with_lots: bool) -> WritesTogether:
+    """Every row a hold writes, as one statement on PostgreSQL (``create_hold`` gives the values); its lots
+    with the others (``with_lots``) from two arrays, which PostgreSQL reads and SQLite does not."""
     p = WritesTogether.value
     member, hold = table_of(Member), table_of(Hold)
+    taken = func.unnest(p("lot_ids", ARRAY(BigInteger())), p("lot_points", ARRAY(BigInteger()))).table_valued(
+        "lot_id", "take").render_derived(name="taken")
+    lots = [update(_LOTS).where(_LOTS.c.lot_id == taken.c.lot_id).values(
+        remaining=_LOTS.c.remaining - taken.c.take)] if with_lots else []
     return WritesTogether(
+        *lots,
         update(member).where(member.c.member_id == p("member_id")).values(available=p("available"),
                                                                           held=p("held")),
         insert(hold).values(
@@ -109,7 +117,7 @@ def _hold_writes() -> WritesTogether:
     )
 
 
-_HOLD_WRITES = _hold_writes()
+_HOLD_WRITES = {with_lots: _hold_writes(with_lots) for with_lots in (False, True)}
 _TAKE_FROM_LOT = update(_LOTS).where(_LOTS.c.lot_id == bindparam("part_lot")).values(
     remaining=_LOTS.c.remaining - bindparam("part_points"))
 
@@ -134,8 +142,9 @@ async def create_hold(session: AsyncSession, body: schemas.HoldIn, owner: str) -
     """Set points aside for an order: out of ``available`` until captured, voided or ``hold_minutes`` pass.
     Idempotent by ``hold_id`` (the calling key's own); a rejected hold leaves nothing behind.
 
-    The soonest-expiring available lots give the points (as ``ledger.take`` takes a spend), and the member,
-    the hold, its event and the answer are written in one statement: a hold is on the checkout's path."""
+    The soonest-expiring available lots give the points (as ``ledger.take`` takes a spend), read after the
+    member's lock (so a hold that waited for it sees what the one before took), and the lots, the member, the
+    hold, its event and the answer are written in one statement: a hold is on the checkout's path."""
     replay = await IDEMPOTENCY.claim(session, "hold", body.hold_id, request_hash(body, owner=owner))
     if replay is not None:
         return replay, False
@@ -174,9 +183,11 @@ async def create_hold(session: AsyncSession, body: schemas.HoldIn, owner: str) -
         order_total=None if body.order_total is None else money(body.order_total, currency), purchase_id=None,
         created_at=now, expires_at=expires_at, settled_at=None, balance=schemas.BalanceHeld(**figures),
     ).model_dump(mode="json")
-    if parts:
+    together = (await session.connection()).dialect.name == "postgresql"
+    if parts and not together:
         await session.execute(_TAKE_FROM_LOT, [{"part_lot": lot_id, "part_points": part} for lot_id, part in parts])
-    await _HOLD_WRITES.execute(session, {
+    await _HOLD_WRITES[together].execute(session, {
+        "lot_ids": [lot_id for lot_id, _ in parts], "lot_points": [part for _, part in parts],
         "member_id": body.member_id, "available": figures["available"], "held": figures["held"],
         "hold_id": body.hold_id, "store_id": body.store_id, "points": body.points, "value": value,
         "currency": currency, "order_total": body.order_total, "lots": parts, "actor": owner, "now": now,
@@ -327,40 +338,49 @@ async def points_paid_value(session: AsyncSession, body: schemas.Basket, stores:
     return hold, value
 
 
-def _capture_writes() -> WritesTogether:
-    """A whole capture by the purchase that names a held hold, as one statement on PostgreSQL: the member's
-    held and spent figures, the ``spend`` entry, the hold and its ``points.spent``. (``holds.end`` does the
-    same through the session for the other ends of a hold, which are rarer.)"""
+@dataclass(frozen=True)
+class Payment:
+    """What a purchase's ``points_paid`` comes to: the hold, its points and their value. When the hold was
+    still held the purchase captures it with its own rows: ``capture`` holds the values of
+    ``capture_statements`` (and ``spent`` its event), ``held`` the member's held points after it."""
+
+    hold_id: str
+    points: int
+    value: Decimal
+    held: int | None = None
+    capture: dict[str, Any] | None = None
+    spent: events.PointsSpent | None = None
+
+
+def capture_statements() -> list[Insert | Update]:
+    """The rows a purchase adds when it captures, whole, the hold it names: the ``spend`` entry and the hold.
+    The member's held and spent figures are in the purchase's own update of the member row and
+    ``points.spent`` among its events, since one statement writes each row once. (``holds.end`` ends a hold
+    in the other ways, which are rarer, through the session.)"""
     p = WritesTogether.value
-    member, entry, hold = table_of(Member), table_of(LedgerEntry), table_of(Hold)
-    return WritesTogether(
-        update(member).where(member.c.member_id == p("member_id")).values(
-            held=p("held"), lifetime_spent=member.c.lifetime_spent + p("points")),
-        insert(entry).values(member_id=p("member_id"), kind="spend", points=p("spent"),
-                             balance_after=p("balance_after"), occurred_at=p("now"), purchase_id=p("purchase_id"),
-                             hold_id=p("hold_id")),
+    entry, hold = table_of(LedgerEntry), table_of(Hold)
+    return [
+        insert(entry).values(entry_id=p("spend_entry_id"), member_id=p("member_id"), kind="spend",
+                             points=p("spent"), balance_after=p("spend_balance_after"), occurred_at=p("now"),
+                             purchase_id=p("purchase_id"), hold_id=p("hold_id")),
         update(hold).where(hold.c.hold_id == p("hold_id")).values(
-            status="captured", captured_points=p("points"), captured_value=p("value"), purchase_id=p("purchase_id"),
-            settled_at=p("now"), answer=p("answer", JSON())),
-        *OUTBOX.prepared_inserts(1),
-    )
-
-
-_CAPTURE_WRITES = _capture_writes()
+            status="captured", captured_points=p("spent_points"), captured_value=p("hold_value"),
+            purchase_id=p("purchase_id"), settled_at=p("now"), answer=p("hold_answer", JSON())),
+    ]
 
 
 async def pay_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Any,
-                       stores: frozenset[str] | None) -> tuple[str, int, Decimal]:
-    """Link the purchase to the hold its ``points_paid`` names, capturing all of it if still held, in the
-    purchase's transaction; ``member`` is the purchase's context (the member row locked and settled). A hold
-    pays one purchase only. Returns the hold's id, its points and their value."""
+                       stores: frozenset[str] | None) -> Payment:
+    """Link the purchase to the hold its ``points_paid`` names, or, when it is still held, give what the
+    purchase needs to capture all of it in its own statement; ``member`` is the purchase's context (the member
+    row locked and settled, with ``spend_entry_id``). A hold pays one purchase only."""
     hold, value = await points_paid_value(session, body, stores, for_update=True)
     if hold.purchase_id not in (None, body.purchase_id):
         raise HoldNotActive(f"Hold '{hold.hold_id}' pays purchase '{hold.purchase_id}' already.")
     if hold.status == "captured":
         await session.execute(update(_HOLDS).where(_HOLDS.c.hold_id == hold.hold_id)
                               .values(purchase_id=body.purchase_id))
-        return hold.hold_id, hold.captured_points, value
+        return Payment(hold.hold_id, hold.captured_points, value)
     now = utcnow()
     held = member.held - hold.points
     figures = {"available": member.available, "pending": member.pending, "held": held}
@@ -372,14 +392,12 @@ async def pay_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: 
         purchase_id=body.purchase_id, created_at=hold.created_at, expires_at=hold.expires_at, settled_at=now,
         balance=schemas.BalanceHeld(**figures),
     ).model_dump(mode="json")
-    await _CAPTURE_WRITES.execute(session, {
-        "member_id": body.member_id, "held": held, "points": hold.points, "spent": -hold.points,
-        "balance_after": member.available + member.pending + held, "now": now, "purchase_id": body.purchase_id,
-        "hold_id": hold.hold_id, "value": hold.value, "answer": answer,
-        **OUTBOX.bind(session, events.PointsSpent(member_id=body.member_id, hold_id=hold.hold_id,
-                                                  points=hold.points, balance=events.BalanceSnapshot(**figures))),
-    })
-    return hold.hold_id, hold.points, value
+    capture = {"held": held, "spent_points": hold.points, "spent": -hold.points,
+               "spend_balance_after": member.available + member.pending + held, "hold_id": hold.hold_id,
+               "hold_value": hold.value, "hold_answer": answer}
+    spent = events.PointsSpent(member_id=body.member_id, hold_id=hold.hold_id, points=hold.points,
+                               balance=events.BalanceSnapshot(**figures))
+    return Payment(hold.hold_id, hold.points, value, held=held, capture=capture, spent=spent)
 
 
 def _quote_context_query() -> Select[Any]:

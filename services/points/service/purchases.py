@@ -32,9 +32,10 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
     its name) replays the answer; another key's request with the same ``purchase_id`` is a conflict.
 
     The common case is three statements: the idempotency claim, one read (member locked, program, whether a
-    lot or a hold is due, the ids of the new rows) and one write of every row (``WritesTogether``). A member
-    with something due is settled first, a purchase paid partly with points links (or captures) its hold
-    first, and a first purchase of a referred member pays the referral bonus, all as in the other use cases.
+    lot or a hold is due, the ids of the new rows) and one write of every row (``WritesTogether``). A purchase
+    paid partly with points reads its hold too, and captures it in that same write when it is still held. A
+    member with something due is settled first, and a first purchase of a referred member pays the referral
+    bonus, as in the other use cases.
     ``stores``: a store-bound key's, which pays only with holds of its stores.
     """
     hashed = body.model_dump(exclude={"points_paid"} if body.points_paid is None else set())
@@ -48,21 +49,20 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
         member = await _purchase_context(session, body)
     if member.status != "active":
         raise MemberInactive(f"Member '{body.member_id}' is {member.status} and earns no points.")
-    hold_id, paid_points, paid_value = None, 0, Decimal(0)
-    if body.points_paid is not None:
-        hold_id, paid_points, paid_value = await checkout.pay_purchase(session, body, member, stores)
-        member = await _purchase_context(session, body)  # the figures (and the next ids) after the capture
+    paid = None if body.points_paid is None else await checkout.pay_purchase(session, body, member, stores)
 
     multipliers, bonuses = await rules.active_rules(session, member.rules_version)
-    earned = earning.earning_of(body, member, member, multipliers, bonuses, paid_value)
-    answer = await _credit_purchase(session, body, member, earned, (hold_id, paid_points, paid_value))
+    earned = earning.earning_of(body, member, member, multipliers, bonuses, paid.value if paid else Decimal(0))
+    answer = await _credit_purchase(session, body, member, earned, paid)
     if member.purchase_count == 0 and member.referred_by:
         await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, bonuses,
                               body.purchase_id)
     return answer, True
 
 
-def _purchase_context_query(dialect: str) -> Select[Any]:
+def _purchase_context_query(dialect: str, paying: bool) -> Select[Any]:
+    """``paying``: with a second ledger entry id (``spend_entry_id``), for the capture of a held hold that pays
+    part of the purchase."""
     member, program = Member.__table__, Program.__table__
     now = bindparam("now", type_=UTCDateTime)
     due = or_(
@@ -77,21 +77,30 @@ def _purchase_context_query(dialect: str) -> Select[Any]:
                program.c.excluded_categories, program.c.rules_version, program.c.time_zone,
                program.c.max_points_per_purchase, program.c.earn_on_points_paid, due.label("due"),
                next_id(table_of(LedgerEntry), "entry_id", dialect).label("entry_id"),
-               next_id(table_of(Lot), "lot_id", dialect).label("lot_id"))
+               next_id(table_of(Lot), "lot_id", dialect).label("lot_id"),
+               *([_second_entry_id(dialect).label("spend_entry_id")] if paying else []))
         .select_from(member.join(program, program.c.id == 1))
         .where(member.c.member_id == bindparam("member_id"))
         .with_for_update(of=member)
     )
 
 
-_PURCHASE_CONTEXT = {dialect: DriverStatement(_purchase_context_query(dialect)) for dialect in ("postgresql", "sqlite")}
+def _second_entry_id(dialect: str) -> Any:
+    """Another id after ``entry_id``: PostgreSQL's sequence gives one each call, SQLite's ``max + 1`` the same
+    one every time."""
+    first = next_id(table_of(LedgerEntry), "entry_id", dialect)
+    return first if dialect == "postgresql" else first + 1
+
+
+_PURCHASE_CONTEXT = {(dialect, paying): DriverStatement(_purchase_context_query(dialect, paying))
+                     for dialect in ("postgresql", "sqlite") for paying in (False, True)}
 
 
 async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> Any:
     """The member row locked, the program, whether one of the member's lots is due, and the ids the
     purchase's ledger entry and lot will take, in one statement. Raises what a purchase that cannot be
     recorded gets (another currency, no such member)."""
-    query = _PURCHASE_CONTEXT[(await session.connection()).dialect.name]
+    query = _PURCHASE_CONTEXT[(await session.connection()).dialect.name, body.points_paid is not None]
     params = {"member_id": body.member_id, "now": utcnow()}
     rows = await query.run_in(session, params)
     row = rows[0] if rows else None
@@ -106,14 +115,17 @@ async def _purchase_context(session: AsyncSession, body: schemas.PurchaseIn) -> 
     return row
 
 
-def _purchase_writes(with_lot: bool) -> WritesTogether:
-    """Every row a purchase writes, as one statement on PostgreSQL; ``_credit_purchase`` gives the values."""
+def _purchase_writes(with_lot: bool, capturing: bool) -> WritesTogether:
+    """Every row a purchase writes, as one statement on PostgreSQL; ``_credit_purchase`` gives the values.
+    ``capturing``: with the capture of the hold that pays part of it (``checkout.capture_statements``)."""
     p = WritesTogether.value
     member, entry, purchase, lot = table_of(Member), table_of(LedgerEntry), table_of(Purchase), table_of(Lot)
+    spending = {"held": p("held"), "lifetime_spent": member.c.lifetime_spent + p("spent_points")} if capturing else {}
     statements: list[Insert | Update] = [
         update(member).where(member.c.member_id == p("member_id")).values(
             available=p("available"), pending=p("pending"), lifetime_earned=p("lifetime_earned"),
-            purchase_count=p("purchase_count"), birthday_bonus_year=p("birthday_bonus_year")),
+            purchase_count=p("purchase_count"), birthday_bonus_year=p("birthday_bonus_year"), **spending),
+        *(checkout.capture_statements() if capturing else []),
         insert(entry).values(
             entry_id=p("entry_id"), member_id=p("member_id"), kind="earn", points=p("points"),
             balance_after=p("balance_after"), occurred_at=p("now"), purchase_id=p("purchase_id"),
@@ -124,7 +136,7 @@ def _purchase_writes(with_lot: bool) -> WritesTogether:
             points_earned=p("points"), bonus_points=p("bonus_points"), points_reversed=0, lot_id=p("lot_id"),
             recorded_at=p("now"), lines=p("lines"), hold_id=p("hold_id"), points_paid=p("points_paid"),
             points_paid_value=p("points_paid_value"), points_returned=0),
-        *OUTBOX.prepared_inserts(2),
+        *OUTBOX.prepared_inserts(3 if capturing else 2),
         IDEMPOTENCY.prepared_completion(),
     ]
     if with_lot:
@@ -135,22 +147,29 @@ def _purchase_writes(with_lot: bool) -> WritesTogether:
     return WritesTogether(*statements)
 
 
-_PURCHASE_WRITES = {True: _purchase_writes(with_lot=True), False: _purchase_writes(with_lot=False)}
+_PURCHASE_WRITES = {(with_lot, capturing): _purchase_writes(with_lot, capturing)
+                    for with_lot in (False, True) for capturing in (False, True)}
 
 
 async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Any,
-                           earned: domain.Earning, paid: tuple[str | None, int, Decimal]) -> dict[str, Any]:
+                           earned: domain.Earning, paid: checkout.Payment | None) -> dict[str, Any]:
     """Every row of a purchase, written at once: member figures, ledger entry, lot, purchase, events and the
-    answer to replay. The figures are ``domain.credit_figures``, as ``ledger.credit`` moves them; the member
-    row is locked. ``paid``: the hold that paid part of it, its points and their value."""
+    answer to replay, and the capture of the hold that pays part of it if it was still held. The figures are
+    ``domain.credit_figures``, as ``ledger.credit`` moves them; the member row is locked."""
     now = utcnow()
     points = earned.points
     occurred = body.occurred_at.astimezone(UTC)
     available_at = occurred + timedelta(days=member.pending_days) if member.pending_days else None
+    capture = paid.capture if paid else None
+    held = paid.held if paid and paid.held is not None else member.held
     figures = domain.credit_figures("earn", points, available=member.available, pending=member.pending,
                                     lifetime_earned=member.lifetime_earned, now=now, available_at=available_at,
-                                    held=member.held)
-    balance = events.BalanceSnapshot(available=figures.available, pending=figures.pending, held=member.held)
+                                    held=held)
+    balance = events.BalanceSnapshot(available=figures.available, pending=figures.pending, held=held)
+    entry_id = member.entry_id
+    spend_entry_id = None
+    if capture is not None:  # the spend comes first in the ledger, as a capture before the purchase would
+        spend_entry_id, entry_id = sorted((member.entry_id, member.spend_entry_id))
     with_lot = points > 0
     status = "pending" if figures.lot_pending and with_lot else "credited"
     answer = schemas.PurchaseResult(
@@ -163,7 +182,7 @@ async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, memb
         "available": figures.available, "pending": figures.pending, "lifetime_earned": figures.lifetime_earned,
         "purchase_count": member.purchase_count + 1,
         "birthday_bonus_year": earned.birthday_year or member.birthday_bonus_year,
-        "entry_id": member.entry_id, "balance_after": figures.balance_after,
+        "entry_id": entry_id, "balance_after": figures.balance_after,
         "rule_ids": earned.rule_ids or None,
         "store_id": body.store_id, "channel": body.channel, "occurred_at": body.occurred_at,
         "currency": body.currency, "total": body.total, "bonus_points": earned.bonus_points,
@@ -171,9 +190,12 @@ async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, memb
         "lines": [line.model_dump(mode="json") for line in body.lines] if body.lines else None,
         "remaining": figures.remaining, "expires_at": domain.expiry_for(occurred, member.expiry_days),
         "available_at": figures.available_at, "lot_pending": figures.lot_pending,
-        "hold_id": paid[0], "points_paid": paid[1], "points_paid_value": paid[2],
+        "hold_id": paid.hold_id if paid else None, "points_paid": paid.points if paid else 0,
+        "points_paid_value": paid.value if paid else Decimal(0),
+        **(capture or {}), "spend_entry_id": spend_entry_id,
         **OUTBOX.bind(
             session,
+            *([paid.spent] if paid and paid.spent else []),
             events.PurchaseRecorded(
                 member_id=body.member_id, purchase_id=body.purchase_id, store_id=body.store_id,
                 channel=body.channel, occurred_at=body.occurred_at, currency=body.currency, total=body.total,
@@ -187,7 +209,7 @@ async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, memb
         ),
         **IDEMPOTENCY.completion_params("purchase", body.purchase_id, 201, answer),
     }
-    await _PURCHASE_WRITES[with_lot].execute(session, values)
+    await _PURCHASE_WRITES[with_lot, capture is not None].execute(session, values)
     return answer
 
 
