@@ -22,7 +22,7 @@ from shared.http.types import ClientId
 Rule = MultiplierRuleIn | BonusRuleIn
 RULE: TypeAdapter[Rule] = TypeAdapter(RuleIn)
 # Optional rule fields a PATCH clears by sending null when the file no longer has them.
-CLEARABLE_RULE_FIELDS = ("valid_from", "valid_until", "days_of_week", "min_spend")
+CLEARABLE_RULE_FIELDS = ("valid_from", "valid_until", "days_of_week", "min_spend", "match", "audience")
 
 
 class RewardEntry(RewardIn):

@@ -50,6 +50,40 @@ class Window:
 
 
 @dataclass(frozen=True)
+class MemberFacts:
+    first_purchase: bool = False
+    birth_month: int | None = None
+    birthday_bonus_year: int | None = None  # the last year a birthday bonus was given
+    tier_id: str | None = None
+    value_class: str | None = None  # A-D, as tiers' segmentation last said; None before it has
+    lifecycle: str | None = None
+    enrolled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom a rule is for: every criterion given must hold (a list holds when it has the member's value; a
+    member whose tier or segment points has not learned yet is in no list)."""
+
+    tiers: frozenset[str] = frozenset()
+    value_classes: frozenset[str] = frozenset()
+    lifecycles: frozenset[str] = frozenset()
+    enrolled_within_days: int | None = None
+
+    def admits(self, member: MemberFacts, moment: datetime) -> bool:
+        """Whether ``member`` is in the audience at ``moment`` (the purchase's instant, or the bonus's)."""
+        if self.enrolled_within_days is not None and (
+                member.enrolled_at is None or member.enrolled_at < moment - timedelta(days=self.enrolled_within_days)):
+            return False
+        return ((not self.tiers or member.tier_id in self.tiers)
+                and (not self.value_classes or member.value_class in self.value_classes)
+                and (not self.lifecycles or member.lifecycle in self.lifecycles))
+
+
+EVERYONE = Audience()
+
+
+@dataclass(frozen=True)
 class MultiplierRule:
     rule_id: str
     factor: Decimal
@@ -58,6 +92,7 @@ class MultiplierRule:
     stores: frozenset[str] = frozenset()
     channels: frozenset[str] = frozenset()
     window: Window = field(default_factory=Window)
+    audience: Audience = EVERYONE
 
     def matches(self, purchase: PurchaseFacts, line: Line) -> bool:
         """Every criterion given must match (a list matches when it holds the value)."""
@@ -76,13 +111,7 @@ class BonusRule:
     trigger: str  # first_purchase | enrollment | birthday_month | referral | min_spend
     min_spend: Decimal | None = None
     window: Window = field(default_factory=Window)
-
-
-@dataclass(frozen=True)
-class MemberFacts:
-    first_purchase: bool = False
-    birth_month: int | None = None
-    birthday_bonus_year: int | None = None  # the last year a birthday bonus was given
+    audience: Audience = EVERYONE
 
 
 @dataclass(frozen=True)
@@ -123,11 +152,14 @@ def compute_earning(
     + matching bonuses, at most ``max_points``. Each multiplier is credited with what it adds when applied
     after the ones before it (in rule id order), and ``tier`` with the rest, so the breakdown always sums to
     the total (for a capped purchase see ``capped``). Days of the week and the birthday month are those of
-    the purchase's instant in ``time_zone`` (the program's), whatever offset the purchase was sent with.
+    the purchase's instant in ``time_zone`` (the program's), whatever offset the purchase was sent with. A
+    rule whose audience does not admit the member gives nothing.
     """
     local = purchase.occurred_at.astimezone(time_zone)
     eligible = [line for line in purchase.lines if line.category not in excluded_categories]
-    active = sorted((rule for rule in multipliers if rule.window.contains(local)), key=lambda r: r.rule_id)
+    active = sorted((rule for rule in multipliers
+                     if rule.window.contains(local) and rule.audience.admits(member, purchase.occurred_at)),
+                    key=lambda r: r.rule_id)
     factors = [Decimal(1)] * len(eligible)
     raw = sum((line.amount for line in eligible), Decimal(0)) * points_per_unit
     breakdown: list[tuple[str, int]] = [(BASE, floor_points(raw))]
@@ -154,7 +186,8 @@ def compute_earning(
     bonus_points = given = 0
     birthday: int | None = None
     for bonus in sorted(bonuses, key=lambda b: b.rule_id):
-        if bonus.trigger in ("enrollment", "referral") or not bonus.window.contains(local):
+        if bonus.trigger in ("enrollment", "referral") or not bonus.window.contains(local) \
+                or not bonus.audience.admits(member, purchase.occurred_at):
             continue  # enrollment and referral bonuses are given by their own events, not by this purchase
         if bonus.trigger == "first_purchase" and not member.first_purchase:
             continue

@@ -451,17 +451,51 @@ class Match(Strict):
         return self
 
 
+ValueClass = Literal["A", "B", "C", "D"]
+Lifecycle = Literal["new", "active", "at_risk", "lapsed", "won_back"]
+
+
+class Audience(Strict):
+    """Whom a rule is for; every criterion given must hold. Tiers are learned from ``tier.changed``, value
+    classes and lifecycles from ``member.segment_changed``: a member points has not heard of yet is in none."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"lifecycles": ["lapsed"]}, {"value_classes": ["A"]}, {"tiers": ["gold"], "enrolled_within_days": 30}]})
+
+    tiers: Names | None = None
+    value_classes: list[ValueClass] | None = Field(None, max_length=4)
+    lifecycles: list[Lifecycle] | None = Field(None, max_length=5)
+    enrolled_within_days: Count | None = Field(None, ge=1, le=36_500, description=(
+        "members enrolled at most this many days before the purchase (or the bonus)"))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Audience:
+        if not (self.tiers or self.value_classes or self.lifecycles or self.enrolled_within_days):
+            raise ValueError("audience must name at least one of tiers, value_classes, lifecycles, "
+                             "enrolled_within_days")
+        return self
+
+
 class MultiplierRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["multiplier"]
     factor: Multiplier = Field(le=100)
-    match: Match
+    match: Match | None = Field(None, description="which lines it multiplies; none: every line, which only a "
+                                                  "rule with an audience may say")
     days_of_week: list[Weekday] | None = Field(None, max_length=7, description=WEEKDAYS_DOC)
+    audience: Audience | None = None
+
+    @model_validator(mode="after")
+    def _aimed(self) -> MultiplierRuleIn:
+        if self.match is None and self.audience is None:
+            raise ValueError("a multiplier needs a match, an audience, or both")
+        return self
 
 
 class BonusRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["bonus"]
+    audience: Audience | None = None
     points: Points = Field(gt=0, le=1_000_000)
     trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"]
     min_spend: Amount | None = Field(None, validate_default=True)
@@ -498,13 +532,15 @@ class RulePatch(Strict):
     min_spend: Amount | None = None
     valid_from: ScheduleTime | None = None
     valid_until: ScheduleTime | None = None
+    audience: Audience | None = None
 
 
 class Rule(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "rule_id": "double-grocery", "kind": "multiplier", "factor": "2", "match": {"categories": ["grocery"]},
         "days_of_week": None, "points": None, "trigger": None, "min_spend": None, "valid_from": None,
-        "valid_until": None, "created_at": "2026-11-20T09:05:00Z", "updated_at": "2026-11-20T09:05:00Z"}]})
+        "valid_until": None, "audience": None, "created_at": "2026-11-20T09:05:00Z",
+        "updated_at": "2026-11-20T09:05:00Z"}]})
 
     rule_id: str
     kind: Literal["multiplier", "bonus"]
@@ -516,6 +552,7 @@ class Rule(BaseModel):
     min_spend: Decimal | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    audience: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -523,8 +560,6 @@ class Rule(BaseModel):
 # --- finding a member --------------------------------------------------------------------------------------
 
 IdentifierKind = Literal["card", "phone", "email", "external"]
-ValueClass = Literal["A", "B", "C", "D"]
-Lifecycle = Literal["new", "active", "at_risk", "lapsed", "won_back"]
 
 
 class Identifier(BaseModel):

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.points.domain import (
+    Audience,
     BonusRule,
     Line,
     LotState,
@@ -221,3 +222,38 @@ def test_capped_points_sum_to_the_cap_and_never_pass_it(
     assert earning.points == min(free.points, cap) == sum(points for _, points in earning.breakdown)
     assert all(-cap <= points <= cap for _, points in earning.breakdown)
     assert 0 <= earning.bonus_points <= min(70, earning.points)
+
+
+def test_an_audience_admits_a_member_when_every_criterion_it_names_holds() -> None:
+    gold_a = MemberFacts(tier_id="gold", value_class="A", lifecycle="active", enrolled_at=WEDNESDAY)
+    assert Audience().admits(MemberFacts(), WEDNESDAY)
+    assert Audience(tiers=frozenset({"gold", "silver"})).admits(gold_a, WEDNESDAY)
+    assert not Audience(tiers=frozenset({"silver"})).admits(gold_a, WEDNESDAY)
+    assert Audience(tiers=frozenset({"gold"}), value_classes=frozenset({"A"})).admits(gold_a, WEDNESDAY)
+    assert not Audience(tiers=frozenset({"gold"}), lifecycles=frozenset({"lapsed"})).admits(gold_a, WEDNESDAY)
+    # Not segmented yet (no value class, lifecycle or tier learned): in no list.
+    assert not Audience(value_classes=frozenset({"A", "B", "C", "D"})).admits(MemberFacts(), WEDNESDAY)
+    assert not Audience(lifecycles=frozenset({"new"})).admits(MemberFacts(), WEDNESDAY)
+
+
+def test_enrolled_within_days_counts_back_from_the_moment_inclusively() -> None:
+    week = Audience(enrolled_within_days=7)
+    member = MemberFacts(enrolled_at=WEDNESDAY)
+    assert week.admits(member, WEDNESDAY)
+    assert week.admits(member, WEDNESDAY + timedelta(days=7))
+    assert not week.admits(member, WEDNESDAY + timedelta(days=7, microseconds=1))
+    assert not week.admits(MemberFacts(), WEDNESDAY)
+
+
+def test_rules_aimed_elsewhere_give_nothing_and_the_breakdown_still_sums() -> None:
+    lapsed = MemberFacts(lifecycle="lapsed", value_class="B")
+    rules = [MultiplierRule("win-back", D(3), audience=Audience(lifecycles=frozenset({"lapsed"}))),
+             MultiplierRule("vip", D(2), audience=Audience(value_classes=frozenset({"A"})))]
+    bonuses = [BonusRule("lapsed-bonus", 25, "min_spend", D(0), audience=Audience(lifecycles=frozenset({"lapsed"}))),
+               BonusRule("vip-bonus", 50, "min_spend", D(0), audience=Audience(value_classes=frozenset({"A"})))]
+    purchase = PurchaseFacts((Line(D("10.00")),), WEDNESDAY)
+    earned = compute_earning(purchase, points_per_unit=D(1), multipliers=rules, bonuses=bonuses, member=lapsed)
+    assert earned.breakdown == [("base", 10), ("win-back", 20), ("lapsed-bonus", 25)]
+    assert earned.points == sum(points for _, points in earned.breakdown) == 55
+    nobody = compute_earning(purchase, points_per_unit=D(1), multipliers=rules, bonuses=bonuses)
+    assert nobody.breakdown == [("base", 10)]

@@ -1,9 +1,10 @@
 """A quote earns what the purchase posted right after it earns, and writes nothing: over random programs
 (earning rate, excluded categories, time zone, cap, redemption settings), tables of earning rules
 (multipliers on categories, skus, stores, channels and days of the week, in and out of their windows; bonuses
-on a first purchase, a minimum spend, the birthday month, and the ones a purchase never gives), members (birth
-month, tier multiplier) and sequences of baskets, some paid partly with points (a hold first, captured in
-part or not), against the real points service and PostgreSQL.
+on a first purchase, a minimum spend, the birthday month, and the ones a purchase never gives; some aimed at
+tiers, value classes or lifecycles), members (birth month, tier and its multiplier, segment) and sequences
+of baskets, some paid partly with points (a hold first, captured in part or not), against the real points
+service and PostgreSQL.
 
 Each basket is quoted twice, then bought with the same body (plus ``purchase_id``): both quotes are the
 same, every table of the service is as it was before them, and the purchase earns the quote's points with
@@ -50,6 +51,11 @@ def money(cents: int) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
+AUDIENCES = st.none() | st.sampled_from([
+    {"tiers": ["gold"]}, {"tiers": ["silver"]}, {"value_classes": ["A"]}, {"value_classes": ["A", "B"]},
+    {"lifecycles": ["lapsed"]}, {"lifecycles": ["active", "lapsed"]}, {"tiers": ["gold"], "value_classes": ["A"]}])
+
+
 @st.composite
 def multiplier_rules(draw: st.DrawFn) -> dict[str, Any]:
     match: dict[str, list[str]] = {}
@@ -60,6 +66,11 @@ def multiplier_rules(draw: st.DrawFn) -> dict[str, Any]:
         match["categories"] = [draw(st.sampled_from(CATEGORIES))]
     rule: dict[str, Any] = {"kind": "multiplier", "factor": draw(st.sampled_from(["2", "3", "1.5", "1.25", "0.5"])),
                             "match": match}
+    audience = draw(AUDIENCES)
+    if audience is not None:
+        rule["audience"] = audience
+        if draw(st.booleans()):
+            del rule["match"]  # every line of the audience's purchases
     if draw(st.booleans()):
         rule["days_of_week"] = draw(st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=4,
                                              unique=True))
@@ -75,6 +86,9 @@ def bonus_rules(draw: st.DrawFn) -> dict[str, Any]:
                             "points": draw(st.integers(min_value=1, max_value=500)), "window": draw(WINDOWS)}
     if trigger == "min_spend":
         rule["min_spend"] = draw(st.sampled_from(["0", "10.00", "50.00", "200.00", "1000.00"]))
+    audience = draw(AUDIENCES)
+    if audience is not None:
+        rule["audience"] = audience
     return rule
 
 
@@ -113,7 +127,8 @@ class Scenario:
     program: dict[str, Any]
     rules: tuple[dict[str, Any], ...]
     birthday: str | None  # "now": the member's birth month is this month; "other": another month
-    tier_multiplier: str | None  # from a tier.changed event, if any
+    tier_multiplier: str | None  # from a tier.changed event to gold, if any
+    segment: tuple[str, str] | None  # value class and lifecycle from a member.segment_changed event, if any
     baskets: tuple[Basket, ...]
 
 
@@ -131,6 +146,8 @@ scenarios = st.builds(
     rules=st.lists(multiplier_rules() | bonus_rules(), max_size=6).map(tuple),
     birthday=st.sampled_from([None, "now", "other"]),
     tier_multiplier=st.none() | st.sampled_from(["1", "1.25", "1.5", "2", "0.5"]),
+    segment=st.none() | st.tuples(st.sampled_from(["A", "B", "D"]), st.sampled_from(["active", "lapsed", "new"]))
+    | st.tuples(st.sampled_from(["A", "B"]), st.sampled_from(["active", "lapsed"])),
     baskets=st.lists(baskets, min_size=1, max_size=3).map(tuple),
 )
 
@@ -144,6 +161,9 @@ class MemberFacts:
     birthday_year: int | None = None
     birth_month: int | None = None
     tier: Fraction = Fraction(1)
+    tier_id: str | None = None
+    value_class: str | None = None
+    lifecycle: str | None = None
 
 
 @dataclass
@@ -158,8 +178,14 @@ class Rule:
                 and (self.valid_until is None or local < self.valid_until)
                 and (not self.days or local.isoweekday() in self.days))
 
+    def admits(self, facts: MemberFacts) -> bool:
+        audience = self.body.get("audience", {})
+        return (facts.tier_id in audience.get("tiers", [facts.tier_id])
+                and facts.value_class in audience.get("value_classes", [facts.value_class])
+                and facts.lifecycle in audience.get("lifecycles", [facts.lifecycle]))
+
     def matches(self, line: tuple[Fraction, str | None, str | None], basket: Basket) -> bool:
-        match = self.body["match"]
+        match = self.body.get("match", {})
         _, category, sku = line
         return (category in match.get("categories", [category])
                 and sku in match.get("skus", [sku])
@@ -174,6 +200,7 @@ def expected_points(s: Scenario, rules: list[Rule], basket: Basket, occurred: da
     local = occurred.astimezone(ZoneInfo(s.program["time_zone"]))
     lines = [(Fraction(q * price, 100), category, sku) for sku, category, q, price in basket.lines] \
         if basket.lines else [(Fraction(basket.total_cents, 100), None, None)]
+    rules = [r for r in rules if r.admits(facts)]
     multipliers = [r for r in rules if r.body["kind"] == "multiplier" and r.active(local)]
     earned = sum((line[0] * prod((Fraction(Decimal(r.body["factor"])) for r in multipliers
                                   if r.matches(line, basket)), start=Fraction(1))
@@ -194,7 +221,7 @@ def expected_points(s: Scenario, rules: list[Rule], basket: Basket, occurred: da
 def birthday_given(s: Scenario, rules: list[Rule], occurred: datetime, facts: MemberFacts) -> bool:
     """Whether a purchase at ``occurred`` gets the birthday bonus (once a year, in the birthday month)."""
     local = occurred.astimezone(ZoneInfo(s.program["time_zone"]))
-    return any(r.body.get("trigger") == "birthday_month" and r.active(local) for r in rules) \
+    return any(r.body.get("trigger") == "birthday_month" and r.active(local) and r.admits(facts) for r in rules) \
         and facts.birth_month == local.month and facts.birthday_year != local.year
 
 
@@ -235,10 +262,15 @@ async def setup(client: httpx.AsyncClient, app: FastAPI, s: Scenario, now: datet
         member["birth_date"] = f"1990-{facts.birth_month:02d}-15"
     await enroll(client, MEMBER, **member)
     if s.tier_multiplier is not None:
-        facts.tier = Fraction(Decimal(s.tier_multiplier))
+        facts.tier, facts.tier_id = Fraction(Decimal(s.tier_multiplier)), "gold"
         await deliver(app, events.TierChanged(member_id=MEMBER, from_tier="base", to_tier="gold", rank=1,
                                               ladder=["base", "gold"], earn_multiplier=Decimal(s.tier_multiplier),
-                                              reason="upgrade", at=now))
+                                              reason="upgrade", at=now), source="tiers")
+    if s.segment is not None:
+        facts.value_class, facts.lifecycle = s.segment
+        await deliver(app, events.MemberSegmentChanged.model_validate({
+            "member_id": MEMBER, "value_class": facts.value_class, "lifecycle": facts.lifecycle,
+            "rfm": {"recency": 3, "frequency": 3, "monetary": 3}, "at": now}), source="tiers")
     if any(b.pay_share for b in s.baskets):
         answer = await client.post(f"/v1/members/{MEMBER}/adjustments", json={
             "adjustment_id": "seed", "points": SEED, "reason": "to pay with"})
@@ -309,6 +341,9 @@ async def test_a_quote_earns_what_the_purchase_earns_and_writes_nothing(
         event(f"rules giving points: {min(len(given_by), 3)}{'+' if len(given_by) >= 3 else ''}")
         if "tier" in given_by:
             event("the tier multiplier gave points")
+        aimed = {f"r-{i}" for i, rule in enumerate(s.rules) if "audience" in rule}
+        if aimed:
+            event(f"a rule with an audience {'gave' if aimed & given_by else 'gave nothing'}")
         if bought.json()["points_earned"] == s.program["max_points_per_purchase"]:
             event("capped")
 

@@ -47,7 +47,9 @@ def test_apply_then_apply_again_changes_nothing(system: System) -> None:
     applied = snapshot(system)
     assert applied["program"]["excluded_categories"] == ["gift-card"]
     assert [r["rule_id"] for r in applied["rules"]] == sorted(
-        ["pastry-double", "beans-weekend", "app-orders", "welcome", "birthday-treat", "bring-a-friend", "big-basket"])
+        ["pastry-double", "beans-weekend", "app-orders", "welcome", "birthday-treat", "bring-a-friend", "big-basket",
+         "win-back-january", "vip-weekends", "newcomer-basket"])
+    assert {r["rule_id"]: r["audience"] for r in applied["rules"]}["vip-weekends"] == {"value_classes": ["A"]}
     assert [t["tier_id"] for t in applied["tiers"]["tiers"]] == ["green", "silver", "gold", "platinum"]
     assert {r["reward_id"]: r["min_tier"] for r in applied["rewards"]}["tasting-evening"] == "gold"
 

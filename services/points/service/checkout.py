@@ -406,7 +406,8 @@ def _quote_context_query() -> Select[Any]:
     return (
         select(member.c.status, member.c.available, member.c.pending, member.c.held, member.c.purchase_count,
                member.c.earn_multiplier, member.c.birth_date, member.c.birthday_bonus_year,
-               program.c.currency, program.c.points_per_unit, program.c.excluded_categories,
+               *earning.audience_columns(member), program.c.currency, program.c.points_per_unit,
+               program.c.excluded_categories,
                program.c.rules_version, program.c.time_zone, program.c.max_points_per_purchase,
                program.c.earn_on_points_paid, program.c.point_value, program.c.max_share, program.c.min_points,
                due.label("due"))

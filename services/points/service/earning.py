@@ -6,6 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import FromClause
+from sqlalchemy.sql.elements import KeyedColumnElement
+
 from services.points import domain, schemas
 from services.points.service.program import zone_of
 
@@ -23,8 +26,20 @@ def earning_of(body: schemas.Basket, member: Any, program: Any, multipliers: lis
     return domain.compute_earning(
         facts, points_per_unit=program.points_per_unit, excluded_categories=set(program.excluded_categories),
         multipliers=multipliers, bonuses=bonuses, tier_multiplier=member.earn_multiplier,
-        member=domain.MemberFacts(first_purchase=member.purchase_count == 0,
-                                  birth_month=member.birth_date.month if member.birth_date else None,
-                                  birthday_bonus_year=member.birthday_bonus_year),
+        member=member_facts(member),
         time_zone=zone_of(program.time_zone), max_points=program.max_points_per_purchase,
     )
+
+
+def audience_columns(member: FromClause) -> list[KeyedColumnElement[Any]]:
+    """The member's columns ``member_facts`` reads beside those a purchase reads anyway."""
+    return [member.c.tier_id, member.c.value_class, member.c.lifecycle, member.c.enrolled_at]
+
+
+def member_facts(member: Any) -> domain.MemberFacts:
+    """What the rules may ask of a member (its row, or a context row with the same columns)."""
+    return domain.MemberFacts(first_purchase=member.purchase_count == 0,
+                              birth_month=member.birth_date.month if member.birth_date else None,
+                              birthday_bonus_year=member.birthday_bonus_year, tier_id=member.tier_id,
+                              value_class=member.value_class, lifecycle=member.lifecycle,
+                              enrolled_at=member.enrolled_at)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.points import domain, schemas
 from services.points.errors import MemberNotFound
 from services.points.models import Hold, Lot, Member
-from services.points.service import OUTBOX, holds, identifiers, ledger, rules
+from services.points.service import OUTBOX, earning, holds, identifiers, ledger, rules
 from services.points.service.ledger import snapshot
 from services.points.service.program import get_program
 from shared.clock import utcnow
@@ -76,7 +76,8 @@ async def _enrollment_bonus(session: AsyncSession, member: Member) -> None:
     program = await get_program(session)
     _, bonuses = await rules.active_rules(session, program.rules_version)
     for bonus in sorted(bonuses, key=lambda b: b.rule_id):
-        if bonus.trigger == "enrollment" and bonus.window.contains(member.enrolled_at):
+        if bonus.trigger == "enrollment" and bonus.window.contains(member.enrolled_at) \
+                and bonus.audience.admits(earning.member_facts(member), member.enrolled_at):
             await give_bonus(session, member, program.expiry_days, bonus)
 
 

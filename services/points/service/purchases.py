@@ -72,7 +72,7 @@ def _purchase_context_query(dialect: str, paying: bool) -> Select[Any]:
     return (
         select(member.c.status, member.c.available, member.c.pending, member.c.held, member.c.lifetime_earned,
                member.c.purchase_count, member.c.earn_multiplier, member.c.birth_date,
-               member.c.birthday_bonus_year, member.c.referred_by,
+               member.c.birthday_bonus_year, member.c.referred_by, *earning.audience_columns(member),
                program.c.currency, program.c.points_per_unit, program.c.expiry_days, program.c.pending_days,
                program.c.excluded_categories, program.c.rules_version, program.c.time_zone,
                program.c.max_points_per_purchase, program.c.earn_on_points_paid, due.label("due"),
@@ -224,7 +224,8 @@ async def _referral_bonus(session: AsyncSession, member_id: str, referred_by: st
     if referrer is None or referrer.status != "active":
         return
     await settle(session, referrer)
-    for bonus in due:
+    facts = earning.member_facts(referrer)  # the referrer is who a referral rule's audience is about
+    for bonus in (b for b in due if b.audience.admits(facts, now)):
         await give_bonus(session, referrer, expiry_days, bonus, purchase_id=purchase_id)
 
 

@@ -95,6 +95,16 @@ def _window(definition: dict[str, Any]) -> domain.Window:
                          days_of_week=frozenset(definition.get("days_of_week") or ()))
 
 
+def _audience(definition: dict[str, Any]) -> domain.Audience:
+    audience = definition.get("audience")
+    if not audience:
+        return domain.EVERYONE
+    return domain.Audience(tiers=frozenset(audience.get("tiers") or ()),
+                           value_classes=frozenset(audience.get("value_classes") or ()),
+                           lifecycles=frozenset(audience.get("lifecycles") or ()),
+                           enrolled_within_days=audience.get("enrolled_within_days"))
+
+
 ActiveRules = tuple[list[domain.MultiplierRule], list[domain.BonusRule]]
 _parsed: dict[str, ActiveRules] = {}  # by rules_version; the domain rules are frozen, so sharing them is safe
 _PARSED_KEPT = 16
@@ -140,11 +150,12 @@ async def _read_rules(session: AsyncSession) -> ActiveRules:
                 rule.rule_id, Decimal(d["factor"]),
                 categories=frozenset(match.get("categories") or ()), skus=frozenset(match.get("skus") or ()),
                 stores=frozenset(match.get("stores") or ()), channels=frozenset(match.get("channels") or ()),
-                window=_window(d),
+                window=_window(d), audience=_audience(d),
             ))
         else:
             bonuses.append(domain.BonusRule(
                 rule.rule_id, int(d["points"]), d["trigger"],
                 min_spend=Decimal(d["min_spend"]) if d.get("min_spend") is not None else None, window=_window(d),
+                audience=_audience(d),
             ))
     return multipliers, bonuses
