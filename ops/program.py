@@ -22,7 +22,7 @@ from shared.http.types import ClientId
 Rule = MultiplierRuleIn | BonusRuleIn
 RULE: TypeAdapter[Rule] = TypeAdapter(RuleIn)
 # Optional rule fields a PATCH clears by sending null when the file no longer has them.
-CLEARABLE_RULE_FIELDS = ("valid_from", "valid_until", "days_of_week", "min_spend", "match", "audience")
+CLEARABLE_RULE_FIELDS = ("valid_from", "valid_until", "days_of_week", "min_spend", "match", "audience", "limits")
 
 
 class RewardEntry(RewardIn):
@@ -112,8 +112,12 @@ def current_program(answer: dict[str, Any]) -> ProgramIn:
     return ProgramIn.model_validate({k: answer[k] for k in ProgramIn.model_fields})
 
 
+# What the server says of a rule beside its definition: not the file's to set.
+RULE_STATE_FIELDS = ("created_at", "updated_at", "budget_used", "exhausted")
+
+
 def current_rule(answer: dict[str, Any]) -> Rule:
-    fields = {k: v for k, v in answer.items() if v is not None and k not in ("created_at", "updated_at")}
+    fields = {k: v for k, v in answer.items() if v is not None and k not in RULE_STATE_FIELDS}
     return RULE.validate_python(fields)
 
 

@@ -70,6 +70,15 @@ POINTS_ISSUED = Counter(
     "loyalty_points_issued_total", "Points credited by purchases (kind=earn) and bonus rules (kind=bonus)",
     ["service", "kind"],
 )
+# Set by points' minute job from the database, so every process shows the same figures.
+RULE_BUDGET_USED = Gauge(
+    "loyalty_rule_budget_used_points", "Points an earning rule with a budget has given, net of refunds",
+    ["service", "rule_id"],
+)
+RULE_EXHAUSTED = Gauge(
+    "loyalty_rule_exhausted", "1 when an earning rule's budget is used up (it gives nothing more)",
+    ["service", "rule_id"],
+)
 POINTS_SPENT = Counter("loyalty_points_spent_total", "Points debited for redemptions", ["service"])
 POINTS_EXPIRED = Counter("loyalty_points_expired_total", "Points that expired unspent", ["service"])
 POINTS_REFUNDED = Counter(

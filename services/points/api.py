@@ -245,7 +245,8 @@ async def list_rules(db: Db, _: Admin, limit: Limit = 50, cursor: Cursor = None)
     """Rules in force or scheduled, by rule id."""
     async with db.read() as session:
         rows, next_cursor = await rules.list_rules(session, limit, cursor)
-    return Page[schemas.Rule](items=[rules.rule_out(r) for r in rows], next_cursor=next_cursor)
+        items = await rules.rules_out(session, rows)
+    return Page[schemas.Rule](items=items, next_cursor=next_cursor)
 
 
 @router.post(
@@ -266,9 +267,9 @@ async def post_rule(body: RuleBody, db: Db, caller: Admin) -> JSONResponse:
     responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
 async def get_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> schemas.Rule:
-    """One earning rule as stored."""
+    """One earning rule as stored, with what its budget has given (`budget_used`) and whether it is used up."""
     async with db.read() as session:
-        return rules.rule_out(await rules.get_rule(session, rule_id))
+        return (await rules.rules_out(session, [await rules.get_rule(session, rule_id)]))[0]
 
 
 @router.patch(
@@ -278,7 +279,7 @@ async def get_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> schemas.Rule:
 async def patch_rule(rule_id: RuleIdPath, body: schemas.RulePatch, db: Db, _: Admin) -> schemas.Rule:
     """Changes the fields given; the rule must still be valid as a whole. Points already earned stay."""
     async with db.transaction() as session:
-        return rules.rule_out(await rules.patch_rule(session, rule_id, body))
+        return (await rules.rules_out(session, [await rules.patch_rule(session, rule_id, body)]))[0]
 
 
 @router.delete(

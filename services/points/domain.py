@@ -93,6 +93,7 @@ class MultiplierRule:
     channels: frozenset[str] = frozenset()
     window: Window = field(default_factory=Window)
     audience: Audience = EVERYONE
+    limits: Limits | None = None
 
     def matches(self, purchase: PurchaseFacts, line: Line) -> bool:
         """Every criterion given must match (a list matches when it holds the value)."""
@@ -112,6 +113,7 @@ class BonusRule:
     min_spend: Decimal | None = None
     window: Window = field(default_factory=Window)
     audience: Audience = EVERYONE
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -386,3 +388,54 @@ def points_to_return(*, points_paid: int, returned_before: int, total: Decimal, 
         return 0
     target = points_paid if refunded >= total or total == 0 else floor_points(Decimal(points_paid) * refunded / total)
     return max(target - returned_before, 0)
+
+
+# --- limits of a rule ----------------------------------------------------------------------------------------
+
+PERIODS = ("day", "week", "month", "quarter", "year", "rule")
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_member_points: int | None = None
+    per_member_period: str = "rule"  # one of PERIODS; "rule": the rule's whole life
+    budget_points: int | None = None
+
+
+def period_key(local: datetime, period: str) -> str:
+    """The name of the period ``local`` (a moment in the program's time zone) falls in: 2026-11-21,
+    2026-W47 (ISO weeks, Monday first), 2026-11, 2026-Q4, 2026, or ``rule``."""
+    if period == "day":
+        return local.date().isoformat()
+    if period == "week":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return f"{local.year}-{local.month:02d}"
+    if period == "quarter":
+        return f"{local.year}-Q{(local.month - 1) // 3 + 1}"
+    if period == "year":
+        return str(local.year)
+    return "rule"
+
+
+def allowance(points: int, limits: Limits, *, member_used: int, budget_used: int) -> int:
+    """What a rule that would give ``points`` may give: what is left of the member's limit for the period
+    and of the rule's budget, whichever is less, and never below zero."""
+    left = points
+    if limits.per_member_points is not None:
+        left = min(left, limits.per_member_points - member_used)
+    if limits.budget_points is not None:
+        left = min(left, limits.budget_points - budget_used)
+    return max(left, 0)
+
+
+def within_limits(earned: Earning, grants: dict[str, int], bonus_ids: set[str] | frozenset[str]) -> Earning:
+    """The earning with each limited rule's item cut to its grant; the total (and the bonus part) follow, so
+    the breakdown still sums to the points."""
+    breakdown = [(rule_id, min(points, grants[rule_id]) if rule_id in grants and points > 0 else points)
+                 for rule_id, points in earned.breakdown]
+    cut = {rule_id: before - after for (rule_id, before), (_, after) in zip(earned.breakdown, breakdown, strict=True)}
+    return Earning(points=earned.points - sum(cut.values()), breakdown=breakdown,
+                   bonus_points=earned.bonus_points - sum(v for k, v in cut.items() if k in bonus_ids),
+                   birthday_year=earned.birthday_year)

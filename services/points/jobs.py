@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.points.service import members
+from services.points.service import limits, members
 from shared.db.database import Database
 from shared.runtime import Runtime
 
@@ -28,6 +28,9 @@ async def settle_due_members(db: Database) -> int:
 
 
 async def expire_points(runtime: Runtime) -> None:
+    """The minute job: settle who is due, then the budget figures of ``/metrics``."""
     settled = await settle_due_members(runtime.db)
     if settled:
         log.info("expiry job: settled %d members", settled)
+    async with runtime.db.read() as session:
+        await limits.refresh_gauges(session)

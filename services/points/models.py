@@ -129,6 +129,27 @@ class Purchase(Base):
     points_paid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     points_paid_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
     points_returned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # What its rules with limits gave: [[rule_id, points, period, points given back by refunds since]].
+    limited: Mapped[list[list[Any]] | None] = mapped_column(JSON)
+
+
+class RuleBudget(Base):
+    """Points a rule with a budget has given, net of refunds; its row is locked by each purchase that takes
+    from it, so concurrent purchases never give more than the budget."""
+
+    __tablename__ = "rule_budget"
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
+class RuleMemberUsage(Base):
+    """Points a rule with a per-member limit has given one member in one period (``domain.period_key``)."""
+
+    __tablename__ = "rule_member_usage"
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
 
 
 class Refund(Base):

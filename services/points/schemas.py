@@ -476,6 +476,33 @@ class Audience(Strict):
         return self
 
 
+Period = Literal["day", "week", "month", "quarter", "year", "rule"]
+
+
+class Limits(Strict):
+    """How much a rule may give: each member per period, and in all. A purchase that would pass a limit gets
+    what is left of it, then the rule gives nothing; a refund's reversal gives its share back."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"per_member_points": 500, "per_member_period": "month"}, {"budget_points": 1_000_000},
+        {"per_member_points": 100, "per_member_period": "rule", "budget_points": 250_000}]})
+
+    per_member_points: Points | None = Field(None, gt=0, description="the most one member gets from the rule "
+                                                                      "in one period")
+    per_member_period: Period | None = Field(None, description=(
+        "calendar periods in the program's `time_zone` (weeks start on Monday), of the purchase's "
+        "`occurred_at`; `rule` (the default): the rule's whole life"))
+    budget_points: Points | None = Field(None, gt=0, description="the most the rule gives all members together")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Limits:
+        if self.per_member_points is None and self.budget_points is None:
+            raise ValueError("limits must name per_member_points, budget_points or both")
+        if self.per_member_period is not None and self.per_member_points is None:
+            raise ValueError("per_member_period needs per_member_points")
+        return self
+
+
 class MultiplierRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["multiplier"]
@@ -484,6 +511,7 @@ class MultiplierRuleIn(RuleWindow):
                                                   "rule with an audience may say")
     days_of_week: list[Weekday] | None = Field(None, max_length=7, description=WEEKDAYS_DOC)
     audience: Audience | None = None
+    limits: Limits | None = None
 
     @model_validator(mode="after")
     def _aimed(self) -> MultiplierRuleIn:
@@ -496,6 +524,7 @@ class BonusRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["bonus"]
     audience: Audience | None = None
+    limits: Limits | None = None
     points: Points = Field(gt=0, le=1_000_000)
     trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"]
     min_spend: Amount | None = Field(None, validate_default=True)
@@ -516,6 +545,9 @@ RULE_EXAMPLES: dict[str, Any] = {
         "rule_id": "double-grocery", "kind": "multiplier", "factor": "2", "match": {"categories": ["grocery"]}}},
     "bonus": {"summary": "100 points on enrollment", "value": {
         "rule_id": "welcome-bonus", "kind": "bonus", "points": 100, "trigger": "enrollment"}},
+    "win-back": {"summary": "Lapsed members earn triple, at most 600 extra points each, 250,000 in all", "value": {
+        "rule_id": "win-back", "kind": "multiplier", "factor": "3", "audience": {"lifecycles": ["lapsed"]},
+        "limits": {"per_member_points": 600, "budget_points": 250_000}}},
 }
 
 
@@ -533,13 +565,15 @@ class RulePatch(Strict):
     valid_from: ScheduleTime | None = None
     valid_until: ScheduleTime | None = None
     audience: Audience | None = None
+    limits: Limits | None = None
 
 
 class Rule(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "rule_id": "double-grocery", "kind": "multiplier", "factor": "2", "match": {"categories": ["grocery"]},
         "days_of_week": None, "points": None, "trigger": None, "min_spend": None, "valid_from": None,
-        "valid_until": None, "audience": None, "created_at": "2026-11-20T09:05:00Z",
+        "valid_until": None, "audience": None, "limits": None, "budget_used": 0, "exhausted": False,
+        "created_at": "2026-11-20T09:05:00Z",
         "updated_at": "2026-11-20T09:05:00Z"}]})
 
     rule_id: str
@@ -553,6 +587,10 @@ class Rule(BaseModel):
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     audience: dict[str, Any] | None = None
+    limits: dict[str, Any] | None = None
+    budget_used: int = Field(0, description="points the rule has given, net of refunds (counted for rules with a "
+                                            "budget)")
+    exhausted: bool = Field(False, description="its budget is used up: it gives nothing until the budget is raised")
     created_at: datetime
     updated_at: datetime
 

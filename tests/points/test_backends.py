@@ -67,6 +67,16 @@ async def scenario(client: httpx.AsyncClient) -> list[Any]:
     await call("PUT", "/v1/program", {"currency": "USD", "points_per_unit": "1", "expiry_days": 365,
                                       "pending_days": 30, "excluded_categories": []})
     await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": "p6", "member_id": "B", "total": "7.00"})
+    # a rule with limits: a member's limit, then the budget, then a refund giving back
+    await call("POST", "/v1/earning-rules", {"rule_id": "capped", "kind": "bonus", "points": 4, "trigger": "min_spend",
+                                             "min_spend": "1.00", "limits": {"budget_points": 6, "per_member_points": 4,
+                                                                              "per_member_period": "month"}})
+    for purchase_id, member in (("p8", "A"), ("p9", "A"), ("p10", "B")):
+        await call("POST", "/v1/purchases", {**PURCHASE, "purchase_id": purchase_id, "member_id": member,
+                                             "total": "2.00"})
+    await call("POST", "/v1/purchases/p8/refunds", {"refund_id": "r8", "amount": "2.00",
+                                                    "occurred_at": PURCHASE["occurred_at"]})
+    await call("GET", "/v1/earning-rules/capped")
     for member in ("A", "B", "Z"):
         await call("GET", f"/v1/members/{member}/balance")
         await call("GET", f"/v1/members/{member}/ledger")
@@ -90,4 +100,8 @@ async def test_purchases_answer_alike_on_postgresql_and_sqlite(
     assert statuses[:9] == [201, 201, 201, 201, 201, 200, 409, 404, 422]
     assert statuses[9:17] == [200, 201, 201, 422, 201, 200, 200, 201]
     balance_b = next(body for method, path, _, body in on_postgresql if path == "/v1/members/B/balance")
-    assert (balance_b["available"], balance_b["pending"]) == (5, 7)
+    assert (balance_b["available"], balance_b["pending"]) == (5, 7 + 2 + 2)
+    capped = [body for method, path, _, body in on_postgresql if method == "POST" and path == "/v1/purchases"][-3:]
+    assert [item["points"] for body in capped for item in body["breakdown"] if item["rule_id"] == "capped"] == [4, 0, 2]
+    rule = next(body for _, path, _, body in on_postgresql if path == "/v1/earning-rules/capped")
+    assert (rule["budget_used"], rule["exhausted"]) == (2, False)

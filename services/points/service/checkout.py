@@ -27,9 +27,9 @@ from services.points.errors import (
     MemberInactive,
 )
 from services.points.models import Hold, LedgerEntry, Lot, Member, Program, table_of
-from services.points.service import IDEMPOTENCY, OUTBOX, earning, holds, ledger, rules
+from services.points.service import IDEMPOTENCY, OUTBOX, earning, holds, ledger, limits, rules
 from services.points.service.members import get_member, locked_member, settle
-from services.points.service.program import get_program
+from services.points.service.program import get_program, zone_of
 from shared.clock import utcnow
 from shared.db.database import Database
 from shared.db.driver import DriverStatement, WritesTogether
@@ -449,8 +449,11 @@ async def quote(db: Database, body: schemas.QuoteIn, stores: frozenset[str] | No
             found = await rules.active_rules(session, context.rules_version)
             if body.points_paid is not None:
                 paid = (await points_paid_value(session, body, stores))[1]
-    multipliers, bonuses = found
-    earned = earning.earning_of(body, context, context, multipliers, bonuses, paid)
+    earned = earning.earning_of(body, context, context, *found, paid)
+    if rules.limits_of(found):  # what is left of the rules' limits, read and not counted
+        async with db.read() as session:
+            earned, _ = await limits.apply(session, earned, found, body.member_id, body.occurred_at,
+                                           zone_of(context.time_zone), take=False)
     most = domain.redeemable_points(total=body.total, available=context.available, point_value=context.point_value,
                                     max_share=context.max_share, min_points=context.min_points)
     return schemas.Quote(

@@ -7,15 +7,15 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, and_, bindparam, insert, or_, select, update
+from sqlalchemy import JSON, Insert, Select, Update, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
 from services.points.errors import CurrencyMismatch, MemberInactive, RefundExceedsPurchase
 from services.points.models import Hold, LedgerEntry, Lot, Member, Program, Purchase, Refund, table_of
-from services.points.service import IDEMPOTENCY, OUTBOX, checkout, earning, holds, ledger, rules
+from services.points.service import IDEMPOTENCY, OUTBOX, checkout, earning, holds, ledger, limits, rules
 from services.points.service.members import get_member, give_bonus, locked_member, settle, snapshot
-from services.points.service.program import get_program
+from services.points.service.program import get_program, zone_of
 from shared.clock import utcnow
 from shared.db.driver import DriverStatement, WritesTogether
 from shared.db.statements import next_id
@@ -51,11 +51,13 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
         raise MemberInactive(f"Member '{body.member_id}' is {member.status} and earns no points.")
     paid = None if body.points_paid is None else await checkout.pay_purchase(session, body, member, stores)
 
-    multipliers, bonuses = await rules.active_rules(session, member.rules_version)
-    earned = earning.earning_of(body, member, member, multipliers, bonuses, paid.value if paid else Decimal(0))
-    answer = await _credit_purchase(session, body, member, earned, paid)
+    found = await rules.active_rules(session, member.rules_version)
+    earned = earning.earning_of(body, member, member, *found, paid.value if paid else Decimal(0))
+    earned, limited = await limits.apply(session, earned, found, body.member_id, body.occurred_at,
+                                         zone_of(member.time_zone), take=True)
+    answer = await _credit_purchase(session, body, member, earned, paid, limited)
     if member.purchase_count == 0 and member.referred_by:
-        await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, bonuses,
+        await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, found[1],
                               body.purchase_id)
     return answer, True
 
@@ -135,7 +137,7 @@ def _purchase_writes(with_lot: bool, capturing: bool) -> WritesTogether:
             occurred_at=p("occurred_at"), currency=p("currency"), total=p("total"), refunded_amount=Decimal(0),
             points_earned=p("points"), bonus_points=p("bonus_points"), points_reversed=0, lot_id=p("lot_id"),
             recorded_at=p("now"), lines=p("lines"), hold_id=p("hold_id"), points_paid=p("points_paid"),
-            points_paid_value=p("points_paid_value"), points_returned=0),
+            points_paid_value=p("points_paid_value"), points_returned=0, limited=p("limited", JSON())),
         *OUTBOX.prepared_inserts(3 if capturing else 2),
         IDEMPOTENCY.prepared_completion(),
     ]
@@ -152,7 +154,8 @@ _PURCHASE_WRITES = {(with_lot, capturing): _purchase_writes(with_lot, capturing)
 
 
 async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, member: Any,
-                           earned: domain.Earning, paid: checkout.Payment | None) -> dict[str, Any]:
+                           earned: domain.Earning, paid: checkout.Payment | None, limited: limits.Record
+                           ) -> dict[str, Any]:
     """Every row of a purchase, written at once: member figures, ledger entry, lot, purchase, events and the
     answer to replay, and the capture of the hold that pays part of it if it was still held. The figures are
     ``domain.credit_figures``, as ``ledger.credit`` moves them; the member row is locked."""
@@ -191,7 +194,7 @@ async def _credit_purchase(session: AsyncSession, body: schemas.PurchaseIn, memb
         "remaining": figures.remaining, "expires_at": domain.expiry_for(occurred, member.expiry_days),
         "available_at": figures.available_at, "lot_pending": figures.lot_pending,
         "hold_id": paid.hold_id if paid else None, "points_paid": paid.points if paid else 0,
-        "points_paid_value": paid.value if paid else Decimal(0),
+        "points_paid_value": paid.value if paid else Decimal(0), "limited": limited or None,
         **(capture or {}), "spend_entry_id": spend_entry_id,
         **OUTBOX.bind(
             session,
@@ -273,6 +276,7 @@ async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.R
                                        total=purchase.total, refunded=purchase.refunded_amount + body.amount)
     purchase.refunded_amount += body.amount
     purchase.points_reversed += points
+    await limits.give_back(session, purchase)
     if returned:
         await _return_points_paid(session, member, purchase, body.refund_id, returned)
     if points:

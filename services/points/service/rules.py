@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.points import domain, schemas
-from services.points.models import EarningRule, Program
+from services.points.models import EarningRule, Program, RuleBudget
 from services.points.service import IDEMPOTENCY
 from shared.clock import utcnow
 from shared.errors import InvalidRequest, NotFound
@@ -22,9 +22,19 @@ from shared.http.pagination import decode_cursor, encode_cursor
 _RULE_IN: TypeAdapter[schemas.MultiplierRuleIn | schemas.BonusRuleIn] = TypeAdapter(schemas.RuleIn)
 
 
-def rule_out(rule: EarningRule) -> schemas.Rule:
+def rule_out(rule: EarningRule, budget_used: int = 0) -> schemas.Rule:
+    budget = (rule.definition.get("limits") or {}).get("budget_points")
     return schemas.Rule(rule_id=rule.rule_id, kind=rule.kind, created_at=rule.created_at,
-                        updated_at=rule.updated_at, **rule.definition)
+                        updated_at=rule.updated_at, budget_used=budget_used,
+                        exhausted=budget is not None and budget_used >= budget, **rule.definition)
+
+
+async def rules_out(session: AsyncSession, found: list[EarningRule]) -> list[schemas.Rule]:
+    """The rules as answered, with what their budgets have given (one read for them all)."""
+    rows = await session.execute(select(RuleBudget.rule_id, RuleBudget.used).where(
+        RuleBudget.rule_id.in_([rule.rule_id for rule in found])))
+    used = {rule_id: int(points) for rule_id, points in rows.all()}
+    return [rule_out(rule, used.get(rule.rule_id, 0)) for rule in found]
 
 
 async def create_rule(session: AsyncSession, body: schemas.MultiplierRuleIn | schemas.BonusRuleIn, owner: str
@@ -105,6 +115,21 @@ def _audience(definition: dict[str, Any]) -> domain.Audience:
                            enrolled_within_days=audience.get("enrolled_within_days"))
 
 
+def _limits(definition: dict[str, Any]) -> domain.Limits | None:
+    given = definition.get("limits")
+    if not given:
+        return None
+    return domain.Limits(per_member_points=given.get("per_member_points"),
+                         per_member_period=given.get("per_member_period") or "rule",
+                         budget_points=given.get("budget_points"))
+
+
+def limits_of(found: ActiveRules) -> dict[str, domain.Limits]:
+    """The limits of the active rules that have any, by rule id."""
+    every: list[domain.MultiplierRule | domain.BonusRule] = [*found[0], *found[1]]
+    return {rule.rule_id: rule.limits for rule in every if rule.limits is not None}
+
+
 ActiveRules = tuple[list[domain.MultiplierRule], list[domain.BonusRule]]
 _parsed: dict[str, ActiveRules] = {}  # by rules_version; the domain rules are frozen, so sharing them is safe
 _PARSED_KEPT = 16
@@ -150,12 +175,12 @@ async def _read_rules(session: AsyncSession) -> ActiveRules:
                 rule.rule_id, Decimal(d["factor"]),
                 categories=frozenset(match.get("categories") or ()), skus=frozenset(match.get("skus") or ()),
                 stores=frozenset(match.get("stores") or ()), channels=frozenset(match.get("channels") or ()),
-                window=_window(d), audience=_audience(d),
+                window=_window(d), audience=_audience(d), limits=_limits(d),
             ))
         else:
             bonuses.append(domain.BonusRule(
                 rule.rule_id, int(d["points"]), d["trigger"],
                 min_spend=Decimal(d["min_spend"]) if d.get("min_spend") is not None else None, window=_window(d),
-                audience=_audience(d),
+                audience=_audience(d), limits=_limits(d),
             ))
     return multipliers, bonuses
