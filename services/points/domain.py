@@ -430,12 +430,16 @@ def allowance(points: int, limits: Limits, *, member_used: int, budget_used: int
     return max(left, 0)
 
 
-def within_limits(earned: Earning, grants: dict[str, int], bonus_ids: set[str] | frozenset[str]) -> Earning:
+def within_limits(earned: Earning, grants: dict[str, int], bonuses: list[BonusRule]) -> Earning:
     """The earning with each limited rule's item cut to its grant; the total (and the bonus part) follow, so
-    the breakdown still sums to the points."""
+    the breakdown still sums to the points. A birthday bonus cut to nothing was not given: the member may
+    still get one later in the year."""
     breakdown = [(rule_id, min(points, grants[rule_id]) if rule_id in grants and points > 0 else points)
                  for rule_id, points in earned.breakdown]
     cut = {rule_id: before - after for (rule_id, before), (_, after) in zip(earned.breakdown, breakdown, strict=True)}
+    bonus_ids = {bonus.rule_id for bonus in bonuses}
+    birthday_ids = {bonus.rule_id for bonus in bonuses if bonus.trigger == "birthday_month"}
+    birthday_given = any(points > 0 for rule_id, points in breakdown if rule_id in birthday_ids)
     return Earning(points=earned.points - sum(cut.values()), breakdown=breakdown,
                    bonus_points=earned.bonus_points - sum(v for k, v in cut.items() if k in bonus_ids),
-                   birthday_year=earned.birthday_year)
+                   birthday_year=earned.birthday_year if birthday_given else None)

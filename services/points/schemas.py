@@ -523,17 +523,25 @@ class MultiplierRuleIn(RuleWindow):
 class BonusRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["bonus"]
-    audience: Audience | None = None
-    limits: Limits | None = None
     points: Points = Field(gt=0, le=1_000_000)
     trigger: Literal["first_purchase", "enrollment", "birthday_month", "referral", "min_spend"]
     min_spend: Amount | None = Field(None, validate_default=True)
+    audience: Audience | None = None
+    limits: Limits | None = None
 
     @field_validator("min_spend")
     @classmethod
     def _min_spend_given(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
         if info.data.get("trigger") == "min_spend" and value is None:
             raise ValueError("min_spend is required for the min_spend trigger")
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _limits_on_purchases(cls, value: Limits | None, info: ValidationInfo) -> Limits | None:
+        if value is not None and info.data.get("trigger") in ("enrollment", "referral"):
+            raise ValueError("limits apply to the bonuses a purchase gives (first_purchase, min_spend, "
+                             "birthday_month), not to enrollment or referral bonuses")
         return value
 
 

@@ -13,16 +13,21 @@ from hypothesis import strategies as st
 from services.points.domain import (
     Audience,
     BonusRule,
+    Earning,
+    Limits,
     Line,
     LotState,
     MemberFacts,
     MultiplierRule,
     PurchaseFacts,
     Window,
+    allowance,
     capped,
     compute_earning,
+    period_key,
     reversal_for_refund,
     take_from_lots,
+    within_limits,
 )
 
 WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
@@ -257,3 +262,29 @@ def test_rules_aimed_elsewhere_give_nothing_and_the_breakdown_still_sums() -> No
     assert earned.points == sum(points for _, points in earned.breakdown) == 55
     nobody = compute_earning(purchase, points_per_unit=D(1), multipliers=rules, bonuses=bonuses)
     assert nobody.breakdown == [("base", 10)]
+
+
+def test_periods_are_named_in_the_programs_calendar() -> None:
+    saturday = datetime(2027, 1, 2, 23, 30, tzinfo=ZoneInfo("America/New_York"))  # ISO week 53 of 2026
+    assert [period_key(saturday, p) for p in ("day", "week", "month", "quarter", "year", "rule")] == [
+        "2027-01-02", "2026-W53", "2027-01", "2027-Q1", "2027", "rule"]
+
+
+def test_an_allowance_is_what_is_left_of_the_tighter_limit() -> None:
+    both = Limits(per_member_points=100, budget_points=1000)
+    assert allowance(30, both, member_used=0, budget_used=0) == 30
+    assert allowance(30, both, member_used=80, budget_used=0) == 20
+    assert allowance(30, both, member_used=0, budget_used=990) == 10
+    assert allowance(30, both, member_used=120, budget_used=0) == 0  # over already (the limit was lowered)
+    assert allowance(30, Limits(budget_points=5), member_used=10_000, budget_used=0) == 5
+
+
+def test_within_limits_cuts_items_and_a_birthday_bonus_cut_to_nothing_is_not_given() -> None:
+    bonuses = [BonusRule("birthday", 50, "birthday_month"), BonusRule("basket", 20, "min_spend", D(0))]
+    earned = Earning(points=80, breakdown=[("base", 10), ("birthday", 50), ("basket", 20)], bonus_points=70,
+                     birthday_year=2026)
+    cut = within_limits(earned, {"birthday": 0, "basket": 5}, bonuses)
+    assert (cut.points, cut.breakdown, cut.bonus_points, cut.birthday_year) == (
+        15, [("base", 10), ("birthday", 0), ("basket", 5)], 5, None)
+    kept = within_limits(earned, {"birthday": 10}, bonuses)
+    assert (kept.points, kept.bonus_points, kept.birthday_year) == (40, 30, 2026)

@@ -51,10 +51,14 @@ async def bought(client: httpx.AsyncClient, purchase_id: str, member_id: str, to
     ({"per_member_points": 10, "per_member_period": "fortnight"}, "per_member_period"),
     ({"per_member_points": -1}, "per_member_points"),
     ({"budget_points": 10, "total": 5}, "total"),
+    ({"budget_points": 10, "trigger": "enrollment"}, "limits"),
+    ({"budget_points": 10, "trigger": "referral"}, "limits"),
 ])
 async def test_bad_limits_are_422_naming_the_field(client: httpx.AsyncClient, limits: dict[str, Any],
                                                    field: str) -> None:
-    answer = await client.post("/v1/earning-rules", json={**BONUS, "limits": limits})
+    limits = dict(limits)
+    extra = {"trigger": limits.pop("trigger")} if "trigger" in limits else {}
+    answer = await client.post("/v1/earning-rules", json={**BONUS, **extra, "limits": limits})
     assert answer.status_code == 422, answer.text
     assert any(field in [str(p) for p in err["loc"]] for err in answer.json()["errors"]), answer.json()
     assert (await client.get("/v1/earning-rules/ten-back")).status_code == 404

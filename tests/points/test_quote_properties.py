@@ -89,7 +89,7 @@ def bonus_rules(draw: st.DrawFn) -> dict[str, Any]:
     audience = draw(AUDIENCES)
     if audience is not None:
         rule["audience"] = audience
-    if draw(st.integers(min_value=0, max_value=3)) == 0:
+    if trigger not in ("enrollment", "referral") and draw(st.integers(min_value=0, max_value=3)) == 0:
         rule["limits"] = draw(st.sampled_from([{"budget_points": 150}, {"per_member_points": 300},
                                                {"per_member_points": 200, "per_member_period": "day"}]))
     return rule

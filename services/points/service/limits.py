@@ -35,7 +35,7 @@ async def apply(session: AsyncSession, earned: domain.Earning, found: rules.Acti
     if not items:
         return earned, []
     grants, record = await allowed(session, member_id, items, occurred_at.astimezone(zone), take=take)
-    return domain.within_limits(earned, grants, {bonus.rule_id for bonus in found[1]}), record
+    return domain.within_limits(earned, grants, found[1]), record
 
 
 async def _member_used(session: AsyncSession, rule_id: str, member_id: str, period: str) -> int:
