@@ -18,29 +18,24 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.http.server import uvicorn_args
 from shared.messaging.events import Topic
-from shared.messaging.kafka import all_topic_names, delete_topics, topic_name
+from shared.messaging.kafka import all_topic_names, delete_topics
 from tests.faults.cluster import post_until_answered
-from tests.support import ADMIN_KEY, ROOT, db_name, db_url, ensure_postgres, recreate_schema
-from tests.system.harness import ServiceProcess, eventually, free_port
+from tests.support import ADMIN_KEY, db_name, db_url, ensure_postgres, recreate_schema
+from tests.system.harness import ServiceProcess, envelopes_on, eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -83,17 +78,9 @@ def crashable_points_app() -> KillBeforeAnswer:
     return KillBeforeAnswer(create_app())
 
 
-class PointsProcess(ServiceProcess):
-    """points as a uvicorn process, running ``crashable_points_app``."""
 
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "uvicorn"),
-             *uvicorn_args(f"{__name__}:crashable_points_app", host="127.0.0.1", port=self.port)],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
+class PointsProcess(ServiceProcess):
+    """points as a uvicorn process, running ``crashable_points_app``, with a client and a restart after a kill."""
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -115,7 +102,8 @@ def points(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poi
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env.update({"KAFKA_BOOTSTRAP_SERVERS": kafka, "KAFKA_TOPIC_PREFIX": prefix, "LOYALTY_OUTBOX_POLL_SECONDS": "0.1",
                 "LOYALTY_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "POINTS_DATABASE_URL": url})
-    process = PointsProcess("points", free_port(), env, tmp_path_factory.mktemp("checkout-crash-logs") / "points.log")
+    process = PointsProcess("points", free_port(), env, tmp_path_factory.mktemp("checkout-crash-logs") / "points.log",
+                             app=f"{__name__}:crashable_points_app")
     process.start()
     try:
         process.wait_ready()
@@ -130,7 +118,7 @@ def points(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Poi
 # --- what the database and Kafka hold ------------------------------------------------------------------------
 
 
-def sql(process: ServiceProcess, statement: str, **params: Any) -> list[Any]:
+def sql(process: PointsProcess, statement: str, **params: Any) -> list[Any]:
     """Rows from points' own database (readable while the process is dead)."""
 
     async def run() -> list[Any]:
@@ -148,7 +136,7 @@ def as_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def assert_balanced(process: ServiceProcess, members: list[str]) -> None:
+def assert_balanced(process: PointsProcess, members: list[str]) -> None:
     """tests/points/ledger_checks.assert_balanced in SQL, for many members at once: the stored balance equals
     the sum of the ledger and the last ``balance_after``; ``pending`` the pending lots; ``available`` the other
     lots; ``held`` the holds still held, each hold's lot parts summing to its points (held or captured)."""
@@ -178,49 +166,30 @@ def assert_balanced(process: ServiceProcess, members: list[str]) -> None:
             assert parts == (held_points if status == "held" else captured), (hold_id, status, lots)
 
 
-def spends_of(process: ServiceProcess, hold_id: str) -> list[tuple[Any, ...]]:
+def spends_of(process: PointsProcess, hold_id: str) -> list[tuple[Any, ...]]:
     """The ``spend`` entries with the hold's id: (points, purchase_id)."""
     return [tuple(row) for row in sql(process, "SELECT points, purchase_id FROM ledger_entry "
                                                "WHERE kind = 'spend' AND hold_id = :h", h=hold_id)]
 
 
-def outbox_of(process: ServiceProcess, event_type: str) -> list[dict[str, Any]]:
+def outbox_of(process: PointsProcess, event_type: str) -> list[dict[str, Any]]:
     """The envelope of every outbox row of the type, oldest first."""
     rows = sql(process, "SELECT payload FROM outbox WHERE event_type = :t ORDER BY id", t=event_type)
     return [json.loads(row[0]) for row in rows]
 
 
-def relayed(process: ServiceProcess) -> None:
+def relayed(process: PointsProcess) -> None:
     """Until the relay (of the restarted process) has published every outbox row."""
     eventually(lambda: sql(process, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0] == 0,
                "the outbox is published", timeout=30, interval=0.2)
 
 
-def on_kafka(process: ServiceProcess, event_type: str) -> list[dict[str, Any]]:
+def on_kafka(process: PointsProcess, event_type: str) -> list[dict[str, Any]]:
     """Every envelope of ``event_type`` on points' topic, read from the beginning."""
-    name = topic_name(process.env["KAFKA_TOPIC_PREFIX"], Topic.POINTS.value)
-
-    async def read() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(name, bootstrap_servers=process.env["KAFKA_BOOTSTRAP_SERVERS"], group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()  # without a group: every partition of the topic, from the beginning
-        try:
-            ends = await consumer.end_offsets(list(consumer.assignment()))
-            found: list[dict[str, Any]] = []
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for record in records:
-                        envelope = json.loads(record.value or b"{}")
-                        if envelope.get("type") == event_type:
-                            found.append(envelope)
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return envelopes_on(process.env, Topic.POINTS.value, lambda envelope: envelope.get("type") == event_type)
 
 
-def assert_effects_once(process: ServiceProcess, spent: dict[str, int]) -> None:
+def assert_effects_once(process: PointsProcess, spent: dict[str, int]) -> None:
     """Each hold of ``spent`` (hold id: points) has one ``spend`` entry of those points and one
     ``points.spent`` in the outbox; on Kafka (once the restarted relay has published) that event and no other.
     The relay publishes at least once: killed between Kafka's acknowledgement and marking the row published, it
@@ -287,7 +256,7 @@ def post_and_die(process: PointsProcess, path: str, body: dict[str, Any]) -> Non
     process.killed_by_the_request()
 
 
-def stored_answer(process: ServiceProcess, hold_id: str) -> Any:
+def stored_answer(process: PointsProcess, hold_id: str) -> Any:
     return as_json(sql(process, "SELECT answer FROM hold WHERE hold_id = :h", h=hold_id)[0][0])
 
 

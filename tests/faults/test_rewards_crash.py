@@ -8,7 +8,6 @@ time) and a private topic prefix."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,13 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.messaging.events import Topic
-from shared.messaging.kafka import topic_name
-from tests.system.harness import ServiceProcess, System, eventually, running_system
+from tests.system.harness import ServiceProcess, System, envelopes_on, eventually, running_system
 
 pytestmark = pytest.mark.slow
 
@@ -58,28 +55,8 @@ def query(process: ServiceProcess, statement: str, **params: Any) -> list[Any]:
 
 def on_kafka(system: System, topic: Topic, event_type: str, redemption_id: str) -> list[dict[str, Any]]:
     """Every envelope of ``event_type`` about the redemption on the topic, read from the beginning."""
-    env = system["rewards"].env
-    name = topic_name(env["KAFKA_TOPIC_PREFIX"], topic.value)
-
-    async def read() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(name, bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()  # without a group: every partition of the topic, from the beginning
-        try:
-            ends = await consumer.end_offsets(list(consumer.assignment()))
-            found: list[dict[str, Any]] = []
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for record in records:
-                        envelope = json.loads(record.value or b"{}")
-                        if (envelope.get("type") == event_type
-                                and envelope.get("data", {}).get("redemption_id") == redemption_id):
-                            found.append(envelope)
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return envelopes_on(system["rewards"].env, topic.value, lambda envelope: (
+        envelope.get("type") == event_type and envelope.get("data", {}).get("redemption_id") == redemption_id))
 
 
 def enroll(points: httpx.Client, member_id: str, with_points: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,12 +15,36 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
 from shared.http.server import uvicorn_args
-from shared.messaging.kafka import all_topic_names, delete_topics
+from shared.messaging.kafka import all_topic_names, delete_topics, topic_name
 from tests.support import ADMIN_KEY, ROOT, SERVICES, db_name, db_url, recreate_schema
+
+
+def envelopes_on(env: dict[str, str], topic: str, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """Every envelope on the loyalty ``topic`` (of ``env``'s prefix and broker) that ``keep`` accepts, read
+    from the beginning of every partition without a consumer group."""
+
+    async def read() -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(topic_name(env["KAFKA_TOPIC_PREFIX"], topic),
+                                    bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            found: list[dict[str, Any]] = []
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [e for e in (json.loads(r.value or b"{}") for r in records) if keep(e)]
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 def free_port() -> int:
@@ -36,6 +61,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    app: str = ""  # the factory uvicorn runs; the service's own ``create_app`` when empty
 
     @property
     def url(self) -> str:
@@ -45,7 +71,7 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "uvicorn"),
-             *uvicorn_args(f"services.{self.name}.app:create_app", host="127.0.0.1", port=self.port)],
+             *uvicorn_args(self.app or f"services.{self.name}.app:create_app", host="127.0.0.1", port=self.port)],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
