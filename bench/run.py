@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import checkout, kafka_figures, profile, saga, seed
+from bench import checkout, kafka_figures, profile, saga, seed, simulation
 from bench.load import LoadResult, ensure_wrk, run_wrk
 from bench.procstat import CpuWatch, RssSampler
 from bench.report import Row, ratio, table, write
@@ -42,15 +42,16 @@ class Sizes:
     backlog: int
     scale_members: int
     scale_entries: int
+    simulation_purchases: int
     drain_timeout: float
 
 
 FULL = Sizes(members=10_000, load_seconds=30, e2e_rate=200, e2e_seconds=30, e2e_sample_every=5, round_trips=300,
              saga_members=32, saga_seconds=30, checkout_members=10_000, checkout_seconds=30, backlog=200_000,
-             scale_members=1_000_000, scale_entries=10_000_000, drain_timeout=1800)
+             scale_members=1_000_000, scale_entries=10_000_000, simulation_purchases=100_000, drain_timeout=1800)
 QUICK = Sizes(members=2_000, load_seconds=8, e2e_rate=200, e2e_seconds=5, e2e_sample_every=4, round_trips=50,
               saga_members=32, saga_seconds=8, checkout_members=1_000, checkout_seconds=6, backlog=10_000,
-              scale_members=20_000, scale_entries=100_000, drain_timeout=300)
+              scale_members=20_000, scale_entries=100_000, simulation_purchases=20_000, drain_timeout=300)
 
 
 def say(message: str) -> None:
@@ -111,7 +112,7 @@ class Bench:
         try:
             await self.seed_data()
             for stage in (self.http_figures, self.checkout, self.end_to_end, self.redemption_saga, self.scale,
-                          self.catch_up):
+                          self.rule_simulation, self.catch_up):
                 try:
                     await stage()
                 except Exception as exc:
@@ -227,6 +228,18 @@ class Bench:
         self.wrk("balance_at_scale", "points", "read.lua", BENCH_PATH="/v1/members/%s/balance", **prefix)
         self.wrk("ledger_at_scale", "points", "read.lua", BENCH_PATH="/v1/members/%s/ledger?limit=50", **prefix)
 
+    async def rule_simulation(self) -> None:
+        """After the load figures: its rules and seeded purchases (90 days back) are then in the way of none."""
+        sizes, system = self.sizes, self.system
+        db_url = system["points"].db_url
+        if db_url is None:
+            self.figures["simulation"] = {"skipped": "needs points_db= in BENCH_TARGET for the bulk seeding"}
+            return
+        say(f"rule simulation over {sizes.simulation_purchases:,} purchases seeded in bulk, and a plain SELECT")
+        self.figures["simulation"] = await simulation.figure(
+            system, db_url, members=sizes.members, count=sizes.simulation_purchases, run_id=self.run_id, say=say)
+        say(f"  {self.figures['simulation']}")
+
     def rows(self) -> list[Row]:
         """One row per figure; a figure its stage did not produce is a row saying so (and not met)."""
         f = self.figures
@@ -299,6 +312,9 @@ class Bench:
             ("consumer catch-up", "catch_up", catch_up),
             ("redemption saga", "redemption_saga", redemptions),
             ("scale", "scale", scale),
+            ("rule simulation", "rule_simulation", lambda: rows.append(
+                Row("rule simulation", "skipped", f["simulation"]["skipped"], None, "-", None)
+                if "skipped" in f["simulation"] else simulation.row(f["simulation"]))),
         ]
         for label, stage, build in sections:
             try:

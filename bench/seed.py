@@ -113,9 +113,9 @@ async def bulk_members(db_url: str, prefix: str, first: int, count: int, entries
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
                 await conn.execute(text(
                     "INSERT INTO member (member_id, name, status, enrolled_at, updated_at, earn_multiplier, "
-                    "available, pending, lifetime_earned, lifetime_spent, purchase_count) "
+                    "available, pending, lifetime_earned, lifetime_spent, purchase_count, referral_code) "
                     f"SELECT :prefix || n, 'Scale ' || n, 'active', now() - interval '400 days', now(), 1, "
-                    f"{total}, 0, {total}, 0, {int(entries_per_member)} FROM {rows}"
+                    f"{total}, 0, {total}, 0, {int(entries_per_member)}, upper(md5(:prefix || n)) FROM {rows}"
                 ), {"prefix": prefix})
                 await conn.execute(text(
                     "INSERT INTO ledger_entry (member_id, kind, points, balance_after, occurred_at, purchase_id) "

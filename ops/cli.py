@@ -113,6 +113,16 @@ def expire_points() -> None:
     typer.echo(f"points: settled {settled} members")
 
 
+@jobs_app.command("settle-goals")
+def settle_goals() -> None:
+    """Settle the goals' periods that have closed and the stamp cards filled (points' minute job does it
+    too). Safe to repeat: each member's period is settled once."""
+    from services.points.service.goals import settle_goals as settle
+
+    made = asyncio.run(_with_database("points", settle))
+    typer.echo(f"points: {made} goals reached")
+
+
 @jobs_app.command("evaluate-tiers")
 def evaluate_tiers() -> None:
     """Evaluate members whose tier retention has ended (downgrade or renew). Safe to repeat."""

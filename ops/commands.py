@@ -57,21 +57,42 @@ def apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the differences; change nothing")] = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Delete earning rules and deactivate rewards that the file does not list")] = False,
+    simulate: Annotated[bool, typer.Option(
+        "--simulate", help="Replay the purchases of --from..--to through the file's earning rules and print "
+                           "the difference in points and liability; apply nothing")] = False,
+    start: Annotated[str | None, typer.Option(
+        "--from", help="With --simulate: purchases at or after this moment (RFC 3339)")] = None,
+    end: Annotated[str | None, typer.Option(
+        "--to", help="With --simulate: purchases before this moment (at most 366 days after --from)")] = None,
     points_url: PointsUrl = DEFAULT_URLS["points"], rewards_url: RewardsUrl = DEFAULT_URLS["rewards"],
     tiers_url: TiersUrl = DEFAULT_URLS["tiers"], key: Key = None,
 ) -> None:
     """Make the program, earning rules, tiers and rewards what a YAML file says.
 
     Only what differs is written, so applying the same file again changes nothing; sections the file leaves
-    out are not touched. examples/ holds two programs."""
+    out are not touched. examples/ holds two programs. With --simulate, nothing is written: the file's
+    earning rules (and with --prune, the stored ones it leaves out) are tried on the purchases of a range."""
     from ops.apply import apply_program
     from ops.program import ProgramFileError, load_program
 
+    if simulate and (start is None or end is None):
+        raise typer.BadParameter("--simulate needs --from and --to", param_hint="--simulate")
+    if not simulate and (start is not None or end is not None):
+        raise typer.BadParameter("--from and --to go with --simulate", param_hint="--from")
     try:
         desired = load_program(file)
     except ProgramFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if simulate and start is not None and end is not None:
+        from ops.simulation import simulate_program
+
+        if desired.earning_rules is None:
+            typer.echo(f"{file}: no earning_rules section to simulate", err=True)
+            raise typer.Exit(2)
+        _run(points_url, rewards_url, tiers_url, key,
+             lambda api: simulate_program(api, desired, start, end, prune=prune, echo=typer.echo))
+        return
     plan = _run(points_url, rewards_url, tiers_url, key,
                 lambda api: apply_program(api, desired, dry_run=dry_run, prune=prune, echo=typer.echo))
     if plan.conflicts:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from ops.apply import apply_program
 from ops.client import Api
-from ops.demo_data import DemoData, demo_program, generate
+from ops.demo_data import DemoData, comebacks, demo_program, generate
 
 BATCH = 1000
 CONCURRENCY = 8
@@ -63,10 +63,11 @@ async def run_demo(api: Api, *, members: int, seed: int, now: datetime | None = 
                    echo: Callable[[str], None] = print, wait_timeout: float = 120) -> dict[str, Any]:
     """Returns the analytics summary it printed."""
     started = time.monotonic()
-    data = generate(members, seed, now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    data = generate(members, seed, now)
     echo(f"demo: {len(data.members)} members ({', '.join(f'{n} {p}' for p, n in data.by_profile.items())}), "
          f"{len(data.purchases)} purchases over a year, {len(data.redemptions)} redemptions")
-    await apply_program(api, demo_program(),  # the changes' headlines; `loyalty apply` shows every field
+    await apply_program(api, demo_program(now),  # the changes' headlines; `loyalty apply` shows every field
                         echo=lambda line: None if line.startswith("    ") else echo(f"  {line}"))
 
     await _gather_limited([partial(api.send, "points", "PUT", f"/v1/members/{m.member_id}", m.body)
@@ -98,7 +99,42 @@ async def run_demo(api: Api, *, members: int, seed: int, now: datetime | None = 
     echo(f"by value class: {summary['by_value_class']}")
     echo(f"by lifecycle: {summary['by_lifecycle']}")
     echo(f"top 20% of members make {(summary['pareto']['top_20pct_revenue_share'] or 0) * 100:.0f}% of revenue")
+    await _campaigns(api, seed, now, echo)
     sample = data.members[0].member_id
     echo(f"try: GET {api.endpoints.tiers}/v1/members/{sample}/tier and /segment, "
          f"{api.endpoints.points}/v1/members/{sample}/balance")
     return summary
+
+
+async def _campaigns(api: Api, seed: int, now: datetime, echo: Callable[[str], None]) -> None:
+    """The lapsed come back (some of them), the goals are settled, and each campaign's figures printed: the
+    win-back's holdout report, the goals reached, and what a proposed change would have cost."""
+    lapsed = [m["member_id"] for m in await api.pages("points", "/v1/members", lifecycle="lapsed")]
+    back = comebacks(lapsed, seed, now)
+    for start in range(0, len(back), BATCH):
+        await api.send("points", "POST", "/v1/purchases/batch", {"purchases": back[start:start + BATCH]})
+    echo(f"win-back: {len(back)} of {len(lapsed)} lapsed members bought again today")
+    run = await api.send("points", "POST", "/v1/jobs/goals")
+    echo(f"goals settled: {run['reached']} reached now (the monthly goal's closed months, stamp cards filled)")
+
+    report = await api.get("points", "/v1/earning-rules/demo-win-back/report")
+    for name in ("treated", "control"):
+        group = report[name]
+        echo(f"  demo-win-back {name}: {group['members']} members, {group['purchases']} purchases, "
+             f"spend {group['spend']}, {group['points']} points, {group['spend_per_member']} a member")
+    interval = report["interval_95"]
+    echo(f"  uplift of spend per member: {report['spend_per_member_uplift']}, 95% interval "
+         f"{interval[0] if interval else '-'} to {interval[1] if interval else '-'}: "
+         + ("the rule changed behaviour" if report["significant"] else "no proof it changed behaviour; "
+            "it may only give points away"))
+    for rule_id in ("demo-coffee-card", "demo-monthly-regular"):
+        rule = await api.get("points", f"/v1/earning-rules/{rule_id}")
+        echo(f"  {rule_id}: {rule['metric']} {rule['target']} a {rule['period']} period, reward {rule['reward']}")
+
+    proposal = {"rules": [{"rule_id": "demo-pastry-double", "kind": "multiplier", "factor": "3",
+                           "match": {"categories": ["pastry"]}}],
+                "from": (now - timedelta(days=30)).isoformat(), "to": now.isoformat()}
+    simulated = await api.send("points", "POST", "/v1/earning-rules/simulate", proposal)
+    echo(f"simulation, pastry triple instead of double over the last 30 days: {simulated['purchases']} purchases, "
+         f"{simulated['current']['points']} points now, {simulated['proposed']['points']} proposed, "
+         f"liability {simulated['liability_value_delta']} USD more")

@@ -48,7 +48,16 @@ PROFILES = (
 )
 
 
-def demo_program() -> ProgramFile:
+def campaigns_start(now: datetime) -> datetime:
+    """The first day (UTC) of the month three months back: the demo's goals count from there, so the months
+    since have closed and are settled by the demo's run, and the date stays the same all month."""
+    month = now.astimezone(UTC).month - 3
+    year = now.astimezone(UTC).year + (month - 1) // 12
+    return datetime(year, (month - 1) % 12 + 1, 1, tzinfo=UTC)
+
+
+def demo_program(now: datetime | None = None) -> ProgramFile:
+    start = campaigns_start(now or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     return ProgramFile.model_validate({
         "program": {"currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
                     "excluded_categories": ["gift-card"]},
@@ -60,6 +69,14 @@ def demo_program() -> ProgramFile:
             {"rule_id": "demo-welcome", "kind": "bonus", "points": 50, "trigger": "first_purchase"},
             {"rule_id": "demo-big-basket", "kind": "bonus", "points": 25, "trigger": "min_spend",
              "min_spend": "30.00"},
+            # One campaign of each kind (docs/campaigns.md); the demo prints their reports.
+            {"rule_id": "demo-win-back", "kind": "multiplier", "factor": "3", "audience": {"lifecycles": ["lapsed"]},
+             "limits": {"per_member_points": 300, "budget_points": 20_000}, "holdout_pct": 20},
+            {"rule_id": "demo-coffee-card", "kind": "goal", "metric": "purchases", "target": "5",
+             "period": "rolling", "match": {"categories": ["coffee"]}, "reward": {"reward_id": "demo-free-coffee"},
+             "valid_from": start},
+            {"rule_id": "demo-monthly-regular", "kind": "goal", "metric": "spend", "target": "40",
+             "period": "month", "reward": {"points": 100}, "valid_from": start},
         ],
         "tiers": {"basis": "spend", "window_days": 365, "retention_days": 365, "downgrade": "to_qualified",
                   "tiers": [
@@ -155,3 +172,22 @@ def generate(members: int, seed: int, now: datetime) -> DemoData:
         data.redemptions.append({"redemption_id": f"demo{seed}-{day}-r{number}", "member_id": member.member_id,
                                  "reward_id": "demo-free-coffee" if number % 3 else "demo-mug", "quantity": 1})
     return data
+
+
+def comebacks(lapsed: list[str], seed: int, now: datetime) -> list[dict[str, Any]]:
+    """Purchases of today by about half of the members the segmentation found lapsed: the win-back's
+    audience buying again. Who comes back does not depend on the win-back's groups, so its report shows
+    what a rule that changes nothing looks like: points given, no uplift."""
+    rng = Random(seed)
+    day = anchor_of(now).strftime("%Y%m%d")
+    moment = now.astimezone(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    bodies = []
+    for member_id in sorted(lapsed):
+        lines = _lines(PROFILES[1], rng)
+        if rng.random() < 0.5:
+            total = sum((Decimal(line["unit_price"]) * line["quantity"] for line in lines), Decimal(0))
+            bodies.append({"purchase_id": f"demo{seed}-{day}-back-{member_id}", "member_id": member_id,
+                           "store_id": STORES[0], "channel": "pos",
+                           "occurred_at": moment.isoformat().replace("+00:00", "Z"), "currency": "USD",
+                           "total": str(total), "lines": lines})
+    return bodies

@@ -14,15 +14,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from services.points.schemas import BonusRuleIn, MultiplierRuleIn, ProgramIn, RuleIn
+from services.points.schemas import BonusRuleIn, GoalRuleIn, MultiplierRuleIn, ProgramIn, RuleIn
 from services.rewards.schemas import RewardIn
 from services.tiers.schemas import TierProgramIn
 from shared.http.types import ClientId
 
-Rule = MultiplierRuleIn | BonusRuleIn
+Rule = MultiplierRuleIn | BonusRuleIn | GoalRuleIn
 RULE: TypeAdapter[Rule] = TypeAdapter(RuleIn)
 # Optional rule fields a PATCH clears by sending null when the file no longer has them.
-CLEARABLE_RULE_FIELDS = ("valid_from", "valid_until", "days_of_week", "min_spend", "match", "audience", "limits")
+CLEARABLE_RULE_FIELDS = ("valid_from", "valid_until", "days_of_week", "min_spend", "match", "audience", "limits",
+                         "holdout_pct")
 
 
 class RewardEntry(RewardIn):

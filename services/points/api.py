@@ -17,18 +17,22 @@ from services.points.errors import (
     InsufficientPoints,
     MemberInactive,
     MemberNotFound,
+    ReferralInvalid,
     RefundExceedsPurchase,
 )
 from services.points.service import (
     balances,
     checkout,
+    goals,
     identifiers,
     members,
     operators,
     program,
     purchases,
+    reports,
     rules,
     search,
+    simulation,
 )
 from shared.errors import COMMON_ERRORS, Forbidden, IdempotencyConflict, LoyaltyError, NotFound
 from shared.http.auth import Admin, MembersRead, MembersWrite, PurchasesWrite, QuotesRead, RedemptionsWrite, Scope
@@ -64,12 +68,17 @@ def replay_responses(model: type, *errors: type[LoyaltyError]) -> dict[int | str
     "/members/{member_id}", tags=["members"], summary="Enroll or update a member",
     response_model=schemas.Member, status_code=200,
     responses={201: {"model": schemas.Member, "description": "Enrolled"},
-               **problem_responses(IdentifierTaken, *COMMON_ERRORS)},
+               **problem_responses(IdentifierTaken, ReferralInvalid, *COMMON_ERRORS)},
 )
 async def put_member(member_id: MemberIdPath, body: schemas.MemberIn, db: Db, caller: MembersWrite) -> JSONResponse:
-    """Enroll a member (201) or update the fields given (200); the answer is the member. Changing `status`
-    (active, suspended, closed) needs an `admin` key. To a store-bound key the answer's `email` and `phone`
-    are null."""
+    """Enroll a member (201) or update the fields given (200); the answer is the member, with its own
+    `referral_code`. Changing `status` (active, suspended, closed) needs an `admin` key. To a store-bound key
+    the answer's `email` and `phone` are null.
+
+    Enrolling with another member's `referral_code` makes that member the referrer (`referred_by`); an
+    unknown code, one's own, an inactive owner's, or one whose owner shares the new member's e-mail or phone
+    is `422 referral-invalid`, and nothing is stored. The program's `referral` setting says what referring
+    pays (docs/referrals.md)."""
     if body.status is not None and not caller.allows(Scope.ADMIN):
         raise Forbidden("Changing a member's status needs the 'admin' scope.")
     async with db.transaction() as session:
@@ -96,6 +105,18 @@ async def get_member(member_id: MemberIdPath, db: Db, caller: MembersRead) -> sc
 async def get_balance(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.Balance:
     """Available and pending points, lifetime totals and what expires in the next 30 days."""
     return await balances.balance(db, member_id)
+
+
+@router.get(
+    "/members/{member_id}/goals", tags=["members"], summary="A member's progress towards the goals",
+    response_model=schemas.MemberGoals, responses=problem_responses(MemberNotFound, *COMMON_ERRORS),
+)
+async def get_member_goals(member_id: MemberIdPath, db: Db, _: MembersRead) -> schemas.MemberGoals:
+    """Each goal running for the member (in its audience, not held out): what counts so far in the current
+    calendar period or on the current card, the target, and when the period ends. Periods are settled by
+    the minute job once they have ended and their return window (`pending_days`) has passed."""
+    async with db.read() as session:
+        return await goals.member_goals(session, member_id)
 
 
 @router.get(
@@ -155,7 +176,11 @@ async def post_purchase(body: schemas.PurchaseIn, db: Db, caller: PurchasesWrite
     At the checkout, `points_paid: {"hold_id"}` names the hold that paid part of the order: a hold still
     held is captured whole by this purchase, in its transaction; a captured one is linked. Unless the
     program's `redemption.earn_on_points_paid`, only the part paid in money earns. A hold that paid another
-    purchase, or was voided, is `409 hold-not-active`; one whose time ran out, `409 hold-expired`."""
+    purchase, or was voided, is `409 hold-not-active`; one whose time ran out, `409 hold-expired`.
+
+    A referred member's first purchase of at least the program's `referral.min_spend` also credits both
+    referral bonuses (`bonus` ledger entries, not in `points_earned`); the answer's `balance` includes the
+    member's own."""
     caller.check_store(body.store_id, "posts purchases")
     async with db.transaction() as session:
         answer, created = await purchases.record_purchase(session, body, caller.name, caller.stores)
@@ -208,7 +233,8 @@ async def post_refund(purchase_id: PurchaseIdPath, body: schemas.RefundIn, db: D
     spent the balance goes below zero and later earnings repay it. Idempotent by `refund_id` (per key: the
     same id from another key is `409 idempotency-conflict`). A store-bound key refunds only purchases of its
     stores: another store's purchase (or one without a store) is answered `404 not-found`, as an unknown one
-    is, so that the key learns nothing of other stores' purchases."""
+    is, so that the key learns nothing of other stores' purchases. A full refund of the purchase that paid
+    a referral takes back both sides' referral bonuses too (not counted in `points_reversed`)."""
     async with db.transaction() as session:
         answer, created = await purchases.record_refund(session, purchase_id, body, caller.name, caller.stores)
     return written(answer, created)
@@ -262,6 +288,27 @@ async def post_rule(body: RuleBody, db: Db, caller: Admin) -> JSONResponse:
     return written(answer, created)
 
 
+# Before the routes of /earning-rules/{rule_id}, so that "simulate" is never read as a rule id.
+@router.post(
+    "/earning-rules/simulate", tags=["rules"], summary="Simulate rule changes on the purchases of a range",
+    response_model=schemas.Simulation, responses=problem_responses(*COMMON_ERRORS),
+)
+async def simulate_rules(body: Annotated[schemas.SimulationIn, Body(openapi_examples={"change": {
+                             "summary": "Triple groceries, a basket bonus, no win-back, over October",
+                             "value": schemas.SIMULATION_EXAMPLE}})], db: Db, _: Admin) -> schemas.Simulation:
+    """Replays the purchases whose `occurred_at` is in [`from`, `to`) (at most 366 days), in the order they
+    were recorded, through today's rules and through today's with the body's changes (`rules` added or
+    replacing the stored rule of their id, `remove`d ids taken out), with the same earning function as a
+    purchase, and answers the points each set gives, by rule, and what the difference is worth. Nothing is
+    written or counted: budgets, first purchases and birthdays stay as they are.
+
+    Today's program and member facts are used (tier multiplier, tier, value class, lifecycle, enrolment);
+    each rule's limits are counted from zero at `from`, in replay order; a birthday bonus is given once per
+    member and year within the replay; goal rules are not replayed (`skipped`). Unknown `remove` ids, a
+    replacement of another kind, a reversed or longer range are `422 validation-error` (docs/simulation.md)."""
+    return await simulation.simulate(db, body)
+
+
 @router.get(
     "/earning-rules/{rule_id}", tags=["rules"], summary="An earning rule", response_model=schemas.Rule,
     responses=problem_responses(NotFound, *COMMON_ERRORS),
@@ -270,6 +317,30 @@ async def get_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> schemas.Rule:
     """One earning rule as stored, with what its budget has given (`budget_used`) and whether it is used up."""
     async with db.read() as session:
         return (await rules.rules_out(session, [await rules.get_rule(session, rule_id)]))[0]
+
+
+@router.get(
+    "/earning-rules/{rule_id}/report", tags=["rules"], summary="Did the rule work? Its holdout report",
+    response_model=schemas.HoldoutReport, responses=problem_responses(NotFound, *COMMON_ERRORS),
+)
+async def get_rule_report(rule_id: RuleIdPath, db: Db, _: Admin) -> schemas.HoldoutReport:
+    """Treated and control members of a rule with `holdout_pct` over its window (`valid_from`, or its
+    creation, to `valid_until` or now): their members, purchases, spend net of refunds and points, and how
+    much more a treated member spent than a control member, with a 95% interval. The groups hold the members
+    the rule's audience admits now and those it took in at a purchase, so members who bought nothing count
+    with 0. A rule without a holdout has no control group, and no uplift. The method is in docs/campaigns.md."""
+    async with db.read() as session:
+        return await reports.holdout_report(session, rule_id)
+
+
+@router.post(
+    "/jobs/goals", tags=["operations"], summary="Settle the goals now", response_model=schemas.GoalRun,
+    responses=problem_responses(*COMMON_ERRORS),
+)
+async def run_goals(db: Db, _: Admin) -> schemas.GoalRun:
+    """Settle what the minute job would: calendar periods whose return window has passed, and stamp cards
+    filled. Safe to repeat (each member's period is settled once); answers how many goals were reached."""
+    return schemas.GoalRun(reached=await goals.settle_goals(db))
 
 
 @router.patch(

@@ -6,7 +6,8 @@ No I/O here: the use cases in service/ gather the facts, these functions decide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal
 
@@ -58,6 +59,17 @@ class MemberFacts:
     value_class: str | None = None  # A-D, as tiers' segmentation last said; None before it has
     lifecycle: str | None = None
     enrolled_at: datetime | None = None
+    member_id: str | None = None  # what a rule's holdout group is drawn by
+
+
+def held_out(rule_id: str, member_id: str | None, holdout_pct: int) -> bool:
+    """Whether the member is in the rule's control group: a stable hash of rule and member, so the same
+    member is always in the same group of a rule, the groups of two rules are independent, and no one can
+    choose their group. ``holdout_pct`` in 10,000ths of the hash range is the share held out."""
+    if not holdout_pct or member_id is None:
+        return False
+    digest = hashlib.sha256(f"{rule_id}\x1f{member_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < holdout_pct * 100
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class MultiplierRule:
     window: Window = field(default_factory=Window)
     audience: Audience = EVERYONE
     limits: Limits | None = None
+    holdout_pct: int = 0
 
     def matches(self, purchase: PurchaseFacts, line: Line) -> bool:
         """Every criterion given must match (a list matches when it holds the value)."""
@@ -114,6 +127,7 @@ class BonusRule:
     window: Window = field(default_factory=Window)
     audience: Audience = EVERYONE
     limits: Limits | None = None
+    holdout_pct: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,9 @@ class Earning:
     breakdown: list[tuple[str, int]]
     bonus_points: int = 0
     birthday_year: int | None = None  # the year (in the program's time zone) a birthday bonus was given for
+    # Rules with a holdout group whose window and audience took in this purchase's member, given or held out:
+    # the members a holdout report compares.
+    exposed: tuple[str, ...] = ()
 
     @property
     def birthday_bonus(self) -> bool:
@@ -155,13 +172,22 @@ def compute_earning(
     after the ones before it (in rule id order), and ``tier`` with the rest, so the breakdown always sums to
     the total (for a capped purchase see ``capped``). Days of the week and the birthday month are those of
     the purchase's instant in ``time_zone`` (the program's), whatever offset the purchase was sent with. A
-    rule whose audience does not admit the member gives nothing.
+    rule whose audience does not admit the member gives nothing, nor does one whose holdout group the
+    member is in.
     """
     local = purchase.occurred_at.astimezone(time_zone)
     eligible = [line for line in purchase.lines if line.category not in excluded_categories]
-    active = sorted((rule for rule in multipliers
-                     if rule.window.contains(local) and rule.audience.admits(member, purchase.occurred_at)),
-                    key=lambda r: r.rule_id)
+    exposed: list[str] = []
+
+    def applies(rule: MultiplierRule | BonusRule) -> bool:
+        if not (rule.window.contains(local) and rule.audience.admits(member, purchase.occurred_at)):
+            return False
+        if rule.holdout_pct:
+            exposed.append(rule.rule_id)
+            return not held_out(rule.rule_id, member.member_id, rule.holdout_pct)
+        return True
+
+    active = sorted((rule for rule in multipliers if applies(rule)), key=lambda r: r.rule_id)
     factors = [Decimal(1)] * len(eligible)
     raw = sum((line.amount for line in eligible), Decimal(0)) * points_per_unit
     breakdown: list[tuple[str, int]] = [(BASE, floor_points(raw))]
@@ -188,8 +214,7 @@ def compute_earning(
     bonus_points = given = 0
     birthday: int | None = None
     for bonus in sorted(bonuses, key=lambda b: b.rule_id):
-        if bonus.trigger in ("enrollment", "referral") or not bonus.window.contains(local) \
-                or not bonus.audience.admits(member, purchase.occurred_at):
+        if bonus.trigger in ("enrollment", "referral") or not applies(bonus):
             continue  # enrollment and referral bonuses are given by their own events, not by this purchase
         if bonus.trigger == "first_purchase" and not member.first_purchase:
             continue
@@ -207,7 +232,8 @@ def compute_earning(
         breakdown = capped(breakdown, max_points)
         total = max_points
         bonus_points = sum(points for _, points in breakdown[len(breakdown) - given:])  # what they kept
-    return Earning(points=total, breakdown=breakdown, bonus_points=bonus_points, birthday_year=birthday)
+    return Earning(points=total, breakdown=breakdown, bonus_points=bonus_points, birthday_year=birthday,
+                   exposed=tuple(sorted(exposed)))
 
 
 def capped(breakdown: list[tuple[str, int]], cap: int) -> list[tuple[str, int]]:
@@ -440,6 +466,203 @@ def within_limits(earned: Earning, grants: dict[str, int], bonuses: list[BonusRu
     bonus_ids = {bonus.rule_id for bonus in bonuses}
     birthday_ids = {bonus.rule_id for bonus in bonuses if bonus.trigger == "birthday_month"}
     birthday_given = any(points > 0 for rule_id, points in breakdown if rule_id in birthday_ids)
-    return Earning(points=earned.points - sum(cut.values()), breakdown=breakdown,
+    return replace(earned, points=earned.points - sum(cut.values()), breakdown=breakdown,
                    bonus_points=earned.bonus_points - sum(v for k, v in cut.items() if k in bonus_ids),
                    birthday_year=earned.birthday_year if birthday_given else None)
+
+
+# --- holdout reports ---------------------------------------------------------------------------------
+
+Z_95 = Decimal("1.959964")  # the normal distribution's 97.5th percentile
+CENTS = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Uplift:
+    difference: Decimal  # mean spend per member, treated minus control
+    interval_95: tuple[Decimal, Decimal] | None
+
+
+def spend_uplift(treated: list[Decimal], control: list[Decimal]) -> Uplift | None:
+    """How much more the treated members spent each than the control members, with a 95% interval: the
+    difference of the two means, plus or minus 1.96 Welch standard errors (each group's own variance, so
+    unequal groups and spreads are fine). Every member of a group counts, those who bought nothing with 0.
+    None without a member in both groups; no interval while a group has fewer than two members (no spread
+    to read). Rounded to cents at the end only."""
+    if not treated or not control:
+        return None
+    mean_t, mean_c = _mean(treated), _mean(control)
+    difference = mean_t - mean_c
+    if len(treated) < 2 or len(control) < 2:
+        return Uplift(difference.quantize(CENTS), None)
+    error = (_variance(treated, mean_t) / len(treated) + _variance(control, mean_c) / len(control)).sqrt()
+    low, high = difference - Z_95 * error, difference + Z_95 * error
+    return Uplift(difference.quantize(CENTS), (low.quantize(CENTS), high.quantize(CENTS)))
+
+
+def _mean(values: list[Decimal]) -> Decimal:
+    return sum(values, Decimal(0)) / len(values)
+
+
+def _variance(values: list[Decimal], mean: Decimal) -> Decimal:
+    """The sample variance (n - 1)."""
+    return sum(((value - mean) ** 2 for value in values), Decimal(0)) / (len(values) - 1)
+
+
+# --- goals -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoalRule:
+    """A target over a period: ``metric`` (spend or purchases) of the lines it counts reaches ``target``."""
+
+    rule_id: str
+    metric: str  # spend | purchases
+    target: Decimal
+    period: str  # month | quarter | year | rolling
+    categories: frozenset[str] = frozenset()
+    skus: frozenset[str] = frozenset()
+    stores: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+    reward_points: int | None = None
+    rebate_pct: Decimal | None = None
+    reward_id: str | None = None
+    window: Window = field(default_factory=Window)
+    audience: Audience = EVERYONE
+    holdout_pct: int = 0
+
+    def counts(self, purchase: PurchaseFacts, line: Line) -> bool:
+        return ((not self.categories or line.category in self.categories)
+                and (not self.skus or line.sku in self.skus)
+                and (not self.stores or purchase.store_id in self.stores)
+                and (not self.channels or purchase.channel in self.channels))
+
+
+@dataclass(frozen=True)
+class GoalPurchase:
+    facts: PurchaseFacts
+    refunded: Decimal = Decimal(0)  # the amount refunded so far
+
+
+def goal_progress(goal: GoalRule, purchases: list[GoalPurchase], time_zone: tzinfo = UTC) -> Decimal:
+    """What the purchases give towards the goal: the amount of the lines it counts, less the same share of
+    each purchase's refunds as of its total (spend); or the purchases with a counted line that are not
+    refunded in full (purchases). Purchases outside the goal's window give nothing."""
+    progress = Decimal(0)
+    for purchase in purchases:
+        facts = purchase.facts
+        if not goal.window.contains(facts.occurred_at.astimezone(time_zone)):
+            continue
+        counted = sum((line.amount for line in facts.lines if goal.counts(facts, line)), Decimal(0))
+        total = facts.total
+        if counted <= 0 or purchase.refunded >= total:
+            continue
+        if goal.metric == "purchases":
+            progress += 1
+        else:
+            progress += counted - counted * purchase.refunded / total if purchase.refunded else counted
+    return progress
+
+
+def goal_period(local: datetime, period: str) -> tuple[str, datetime, datetime]:
+    """The calendar period ``local`` (a moment in the program's zone) falls in: its name (``2027-03``,
+    ``2027-Q1``, ``2027``) and its first and next-after-last midnights in that zone. Built from the local
+    calendar, so a period across a change of daylight saving time still starts and ends at local midnight."""
+    zone = local.tzinfo
+    if period == "month":
+        start = datetime(local.year, local.month, 1, tzinfo=zone)
+        end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    elif period == "quarter":
+        first = (local.month - 1) // 3 * 3 + 1
+        start = datetime(local.year, first, 1, tzinfo=zone)
+        end = datetime(local.year + (first + 3) // 13, (first + 2) % 12 + 1, 1, tzinfo=zone)
+    elif period == "year":
+        start, end = datetime(local.year, 1, 1, tzinfo=zone), datetime(local.year + 1, 1, 1, tzinfo=zone)
+    else:
+        raise ValueError(f"not a calendar period: {period}")
+    return period_key(local, period), start, end
+
+
+def closed_periods(goal: GoalRule, first: datetime, now: datetime, pending_days: int, time_zone: tzinfo
+                   ) -> list[tuple[str, datetime, datetime]]:
+    """The calendar periods of a goal from the one ``first`` falls in that have ended and whose return
+    window (``pending_days`` after the end) has passed by ``now``, oldest first; they are due to settle."""
+    out = []
+    key, start, end = goal_period(first.astimezone(time_zone), goal.period)
+    while end + timedelta(days=pending_days) <= now:
+        out.append((key, start, end))
+        key, start, end = goal_period(end.astimezone(time_zone), goal.period)
+    return out
+
+
+def goal_points(goal: GoalRule, counted_spend: Decimal, point_value: Decimal) -> int:
+    """The points a reached goal gives: its points, or points worth ``rebate_pct`` of the spend it counted
+    (at the program's point value, rounded down); a catalog reward gives none."""
+    if goal.reward_points is not None:
+        return goal.reward_points
+    if goal.rebate_pct is not None:
+        return floor_points(counted_spend * goal.rebate_pct / 100 / point_value)
+    return 0
+
+
+def cards_filled(progress: Decimal, target: Decimal) -> int:
+    """How many times a rolling goal's target fits in what it has counted since it began (a stamp card of 10
+    is filled once at 10 to 19, twice at 20). Refunds lower the count, so a card filled and then returned is
+    taken off the next one."""
+    return max(int(progress // target), 0)
+
+
+# --- referrals -------------------------------------------------------------------------------------------
+
+REFERRAL = "referral"  # the rule id of the program's referral bonuses in ledger entries and events
+# The referral code's alphabet: digits and capitals without those read alike (0/O, 1/I/L) and without U (no
+# accidental words); 12 of them drawn by ``secrets`` are about 59 bits.
+REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+REFERRAL_CODE_LENGTH = 12
+
+
+def normalize_referral_code(code: str) -> str:
+    """A code as it is stored: capitals, without the spaces and hyphens people type into it."""
+    return "".join(char for char in code.upper() if char not in " -")
+
+
+@dataclass(frozen=True)
+class ReferralSettings:
+    """The program's ``referral`` setting."""
+
+    referrer_points: int
+    referee_points: int
+    min_spend: Decimal = Decimal(0)
+    max_per_referrer_per_year: int | None = None
+
+
+def referral_refusal(*, member_id: str, referrer_id: str, referrer_active: bool,
+                     emails: tuple[str | None, ...], phones: tuple[str | None, ...],
+                     referrer_emails: tuple[str, ...], referrer_phones: tuple[str, ...]) -> str | None:
+    """Why a member may not be referred by the owner of a code, or None when it may: the code is its own, its
+    owner is not active, or the owner holds one of its e-mails or phones (compared normalised, as identifiers
+    are). The reason is safe to show: it names no e-mail or phone."""
+    if referrer_id == member_id:
+        return "a member cannot use its own referral code"
+    if not referrer_active:
+        return "the referral code's owner is not an active member"
+    mine = {("email", normalize_identifier("email", e)) for e in emails if e} \
+        | {("phone", normalize_identifier("phone", p)) for p in phones if p}
+    theirs = {("email", normalize_identifier("email", e)) for e in referrer_emails} \
+        | {("phone", normalize_identifier("phone", p)) for p in referrer_phones}
+    if {(kind, key) for kind, key in mine if key} & theirs:
+        return "the referral code's owner shares this member's e-mail or phone"
+    return None
+
+
+def referral_outcome(settings: ReferralSettings, *, spend: Decimal, rewarded_this_year: int) -> str | None:
+    """What a purchase of ``spend`` (its total less what points paid) does to a referee's referral still open:
+    ``rewarded`` (both sides get their points), ``capped`` (the referrer has had the most referrals the
+    program pays in the purchase's year: the referral closes unpaid), or None (below ``min_spend``: it stays
+    open for a later purchase)."""
+    if spend < settings.min_spend:
+        return None
+    cap = settings.max_per_referrer_per_year
+    if cap is not None and rewarded_this_year >= cap:
+        return "capped"
+    return "rewarded"

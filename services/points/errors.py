@@ -21,3 +21,5 @@ HoldExpired = error_type("HoldExpired", 409, "hold-expired", "Hold expired",
                          "Hold 'store-12:h-000123' expired at 2026-11-20T10:29:00Z; its points are back.")
 HoldNotActive = error_type("HoldNotActive", 409, "hold-not-active", "Hold is not active",
                            "Hold 'store-12:h-000123' was voided; a captured or voided hold does not change again.")
+ReferralInvalid = error_type("ReferralInvalid", 422, "referral-invalid", "Referral code not accepted",
+                             "No member has the referral code 'K7QX2M9PRT4W'.")

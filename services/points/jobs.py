@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.points.service import limits, members
+from services.points.service import goals, limits, members
 from shared.db.database import Database
 from shared.runtime import Runtime
 
@@ -28,9 +28,13 @@ async def settle_due_members(db: Database) -> int:
 
 
 async def expire_points(runtime: Runtime) -> None:
-    """The minute job: settle who is due, then the budget figures of ``/metrics``."""
+    """The minute job: settle who is due and the goals' periods and cards, then the budget figures of
+    ``/metrics``."""
     settled = await settle_due_members(runtime.db)
     if settled:
         log.info("expiry job: settled %d members", settled)
+    reached = await goals.settle_goals(runtime.db)
+    if reached:
+        log.info("goal job: %d goals reached", reached)
     async with runtime.db.read() as session:
         await limits.refresh_gauges(session)

@@ -55,6 +55,8 @@ class Program(Base):
     max_share: Mapped[Decimal] = mapped_column(Numeric(5, 4), default=Decimal(1), server_default="1")
     hold_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
     earn_on_points_paid: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # The referral setting (``schemas.ReferralSettings`` as JSON), null when the program pays no referrals.
+    referral: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Member(Base):
@@ -81,6 +83,8 @@ class Member(Base):
     # The member's segment as tiers last told it (member.segment_changed), for the operator's search.
     value_class: Mapped[str | None] = mapped_column(String(1))
     lifecycle: Mapped[str | None] = mapped_column(String(16))
+    # The code the member hands to friends (``domain.REFERRAL_ALPHABET``); unique, drawn at enrolment.
+    referral_code: Mapped[str] = mapped_column(String(32))
 
     # The operator's search (service/search.py): prefixes of the id and of the name through btree indexes
     # that LIKE 'abc%' can use on PostgreSQL whatever the collation; the filters with the keyset after them.
@@ -92,6 +96,7 @@ class Member(Base):
         Index("ix_member_tier_member", "tier_id", "member_id"),
         Index("ix_member_value_class_member", "value_class", "member_id"),
         Index("ix_member_lifecycle_member", "lifecycle", "member_id"),
+        Index("ix_member_referral_code", "referral_code", unique=True),
     )
 
 
@@ -132,6 +137,9 @@ class Purchase(Base):
     # What its rules with limits gave: [[rule_id, points, period, points given back by refunds since]].
     limited: Mapped[list[list[Any]] | None] = mapped_column(JSON)
 
+    # Goals, holdout reports and simulations read the purchases of a period.
+    __table_args__ = (Index("ix_purchase_occurred_at", "occurred_at"),)
+
 
 class RuleBudget(Base):
     """Points a rule with a budget has given, net of refunds; its row is locked by each purchase that takes
@@ -150,6 +158,64 @@ class RuleMemberUsage(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     period: Mapped[str] = mapped_column(String(16), primary_key=True)
     used: Mapped[int] = mapped_column(BigInteger)
+
+
+class RuleExposure(Base):
+    """A member a rule with a holdout group took in (its window and audience admitted one of their purchases),
+    given the rule or held out: the members its report compares."""
+
+    __tablename__ = "rule_exposure"
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GoalSettlement(Base):
+    """One member's reached goal in one period (``2027-Q1``, or ``rolling-3`` for the third card filled),
+    settled once: its primary key is what makes a second settlement of the same period impossible."""
+
+    __tablename__ = "goal_settlement"
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    goal_id: Mapped[str] = mapped_column(String(64), unique=True)
+    progress: Mapped[Decimal] = mapped_column(Money)
+    points: Mapped[int] = mapped_column(BigInteger)
+    reward_id: Mapped[str | None] = mapped_column(String(64))
+    entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GoalPeriod(Base):
+    """A calendar period of a goal whose every member has been settled (the job skips it from then on); for a
+    rolling goal one row, period ``rolling``, whose ``settled_at`` is how far its purchases were scanned."""
+
+    __tablename__ = "goal_period"
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Referral(Base):
+    """A referee's referral to the program's ``referral`` setting, settled by its first purchase of at least
+    ``min_spend``: ``rewarded`` (both bonuses credited), ``capped`` (the referrer had the year's most, nothing
+    paid) or, after a full refund of that purchase, ``reversed``. One row per referee (its key), so a
+    referral is settled once; the referrer's rewarded rows of a year are what its cap counts."""
+
+    __tablename__ = "referral"
+    referee_id: Mapped[str] = mapped_column(ForeignKey("member.member_id"), primary_key=True)
+    referrer_id: Mapped[str] = mapped_column(String(64))
+    purchase_id: Mapped[str] = mapped_column(String(64))
+    year: Mapped[int] = mapped_column(Integer)  # the purchase's calendar year in the program's time zone
+    status: Mapped[str] = mapped_column(String(16))  # rewarded | capped | reversed
+    referrer_points: Mapped[int] = mapped_column(BigInteger)
+    referee_points: Mapped[int] = mapped_column(BigInteger)
+    referee_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    referrer_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refund_id: Mapped[str | None] = mapped_column(String(64))  # the refund that reversed it
+
+    __table_args__ = (Index("ix_referral_referrer_year", "referrer_id", "year"),)
 
 
 class Refund(Base):

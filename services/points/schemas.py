@@ -37,6 +37,16 @@ from shared.http.types import (
 
 MemberStatus = Literal["active", "suspended", "closed"]
 
+REFERRAL_CODE_IN_DOC = (
+    "Another member's `referral_code` (case, spaces and hyphens do not matter), taken at enrolment only: the "
+    "new member's `referred_by` becomes the code's owner. `422 referral-invalid` when no member has the code, "
+    "it is the member's own, its owner is not active, its owner shares the new member's e-mail or phone, or "
+    "`referred_by` names someone else; nothing is stored then. Sent again to the member it enrolled (a retry) "
+    "it changes nothing; to a member enrolled without it, or referred by someone else, it is refused.")
+REFERRAL_CODE_DOC = ("The member's own code to hand to friends: 12 characters of `ABCDEFGHJKMNPQRSTVWXYZ23456789` "
+                     "(no 0/O, 1/I/L, U) drawn at random at enrolment, about 59 bits, unique; it never changes. "
+                     "Shown to store-bound keys too (it is not personal data)")
+
 
 class Strict(Body):
     """A request body: no unknown fields, no text a database cannot store."""
@@ -66,10 +76,15 @@ class MemberIn(Strict):
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     phone: str | None = Field(None, max_length=32, pattern=r"^\+?[0-9 ()./-]{3,32}$")
     birth_date: CalendarDate | None = None
-    referred_by: ClientId | None = None
+    referred_by: ClientId | None = Field(None, description=(
+        "The referrer's member id, taken as given (for imports and trusted back offices; it is not checked). "
+        "A member-facing sign-up sends `referral_code` instead, which sets it."))
+    referral_code: str | None = Field(None, min_length=1, max_length=64, description=REFERRAL_CODE_IN_DOC,
+                                      examples=["K7QX2M9PRT4W"])
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"name": "Ada Lovelace", "email": "ada@example.com", "birth_date": "1990-12-10"}]})
+        "examples": [{"name": "Ada Lovelace", "email": "ada@example.com", "birth_date": "1990-12-10"},
+                     {"name": "Grace Hopper", "email": "grace@example.com", "referral_code": "K7QX2M9PRT4W"}]})
 
 
 class Member(BaseModel):
@@ -79,17 +94,19 @@ class Member(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
         "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
-        "tier": "bronze"}]})
+        "tier": "bronze", "referral_code": "K7QX2M9PRT4W"}]})
 
     member_id: str
     name: str | None
     email: str | None = Field(description="Null for a store-bound key")
     phone: str | None = Field(description="Null for a store-bound key")
     birth_date: date | None
-    referred_by: str | None
+    referred_by: str | None = Field(description="The member id of who referred this member (by `referral_code` "
+                                                "at enrolment, or as given)")
     status: MemberStatus
     enrolled_at: datetime
     tier: str | None
+    referral_code: str = Field(description=REFERRAL_CODE_DOC)
 
 
 class Expiring(BaseModel):
@@ -234,6 +251,40 @@ class RedemptionSettings(Strict):
         return value
 
 
+REFERRAL_DOC = (
+    "Bring a friend: a member enrolled with another's `referral_code` (or `referred_by`) is the referee, the "
+    "code's owner the referrer. The referee's first purchase whose total, less what points paid of it, is at "
+    "least `min_spend` pays both sides once, as `bonus` ledger entries (rule id `referral`) naming that "
+    "purchase, pending and expiring with the purchase's own points; a full refund of that purchase takes both "
+    "back (a debt if they were spent), a partial one neither. A referee's purchases below `min_spend` leave "
+    "the referral open. At most `max_per_referrer_per_year` referrals pay per referrer in a calendar year of "
+    "the program's `time_zone` (the purchase's `occurred_at`); past it the referral closes unpaid for both. "
+    "Null: no referral setting (bonus rules with the `referral` trigger still pay). See docs/referrals.md")
+
+
+class ReferralSettings(Strict):
+    """What a referral pays, and to whom (`REFERRAL_DOC`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"referrer_points": 500, "referee_points": 250, "min_spend": "10.00", "max_per_referrer_per_year": 10}]})
+
+    referrer_points: Points = Field(ge=0, le=1_000_000, description="What the code's owner gets")
+    referee_points: Points = Field(ge=0, le=1_000_000, description="What the new member gets, beside what the "
+                                                                   "purchase earns")
+    min_spend: Amount = Field(Decimal(0), description="The least a purchase's total, less what points paid, must "
+                                                      "be for it to qualify (0: any first purchase)")
+    max_per_referrer_per_year: Count | None = Field(None, ge=1, le=1_000_000, description=(
+        "The most referrals one referrer is paid for in a calendar year of the program's `time_zone`; null: no "
+        "cap. A referral past it closes unpaid for both sides"))
+
+
+class ReferralSettingsOut(BaseModel):
+    referrer_points: int
+    referee_points: int
+    min_spend: Decimal
+    max_per_referrer_per_year: int | None
+
+
 class ProgramIn(Strict):
     currency: Currency
     points_per_unit: Amount = Field(lt=10**8, description="Points per unit of the currency (below 10**8: what "
@@ -244,13 +295,16 @@ class ProgramIn(Strict):
     time_zone: TimeZone = Field("UTC", description=TIME_ZONE_DOC)
     max_points_per_purchase: Points = Field(1_000_000_000, ge=1, le=10**12, description=CAP_DOC)
     redemption: RedemptionSettings = Field(default_factory=RedemptionSettings)
+    referral: ReferralSettings | None = Field(None, description=REFERRAL_DOC)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
         "excluded_categories": ["tobacco"], "time_zone": "America/New_York",
         "max_points_per_purchase": 1_000_000_000,
         "redemption": {"point_value": "0.01", "min_points": 0, "max_share": "1", "hold_minutes": 15,
-                       "earn_on_points_paid": False}}]})
+                       "earn_on_points_paid": False},
+        "referral": {"referrer_points": 500, "referee_points": 250, "min_spend": "10.00",
+                     "max_per_referrer_per_year": 10}}]})
 
 
 class Program(BaseModel):
@@ -260,6 +314,8 @@ class Program(BaseModel):
         "max_points_per_purchase": 1_000_000_000,
         "redemption": {"point_value": "0.01", "min_points": 0, "max_share": "1", "hold_minutes": 15,
                        "earn_on_points_paid": False},
+        "referral": {"referrer_points": 500, "referee_points": 250, "min_spend": "10.00",
+                     "max_per_referrer_per_year": 10},
         "updated_at": "2026-11-20T09:00:00Z"}]})
 
     currency: str
@@ -270,6 +326,7 @@ class Program(BaseModel):
     time_zone: str = Field(description=TIME_ZONE_DOC)
     max_points_per_purchase: int = Field(description=CAP_DOC)
     redemption: RedemptionSettingsOut
+    referral: ReferralSettingsOut | None = Field(None, description=REFERRAL_DOC)
     updated_at: datetime
 
 
@@ -503,6 +560,11 @@ class Limits(Strict):
         return self
 
 
+HOLDOUT_DOC = ("the share (0-50 %) of the audience kept as a control group that never gets the rule, chosen by a "
+               "stable hash of rule id and member id; `GET /v1/earning-rules/{rule_id}/report` compares them")
+HoldoutPct = Annotated[Count, Field(ge=0, le=50, description=HOLDOUT_DOC)]
+
+
 class MultiplierRuleIn(RuleWindow):
     rule_id: ClientId
     kind: Literal["multiplier"]
@@ -512,6 +574,7 @@ class MultiplierRuleIn(RuleWindow):
     days_of_week: list[Weekday] | None = Field(None, max_length=7, description=WEEKDAYS_DOC)
     audience: Audience | None = None
     limits: Limits | None = None
+    holdout_pct: HoldoutPct | None = None
 
     @model_validator(mode="after")
     def _aimed(self) -> MultiplierRuleIn:
@@ -528,6 +591,7 @@ class BonusRuleIn(RuleWindow):
     min_spend: Amount | None = Field(None, validate_default=True)
     audience: Audience | None = None
     limits: Limits | None = None
+    holdout_pct: HoldoutPct | None = None
 
     @field_validator("min_spend")
     @classmethod
@@ -545,7 +609,65 @@ class BonusRuleIn(RuleWindow):
         return value
 
 
-RuleIn = Annotated[MultiplierRuleIn | BonusRuleIn, Field(discriminator="kind")]
+GoalMetric = Literal["spend", "purchases"]
+GoalPeriod = Literal["month", "quarter", "year", "rolling"]
+
+
+class GoalReward(Strict):
+    """What reaching the goal gives: points, points worth a share of the period's spend, or a catalog reward
+    that rewards issues for free as a voucher. Exactly one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"points": 500}, {"rebate_pct": "2.5"}, {"reward_id": "free-coffee"}]})
+
+    points: Points | None = Field(None, gt=0, le=1_000_000_000)
+    rebate_pct: Annotated[Decimal, PLAIN_DECIMAL, Field(gt=0, le=100, max_digits=6, decimal_places=3,
+                                                        allow_inf_nan=False)] | None = Field(
+        None, description="points worth this percentage of the period's counted spend, net of refunds, at the "
+                          "program's `redemption.point_value` (rounded down)")
+    reward_id: ClientId | None = Field(None, description="a rewards catalog id; rewards issues one unit from stock")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GoalReward:
+        if sum(value is not None for value in (self.points, self.rebate_pct, self.reward_id)) != 1:
+            raise ValueError("a reward is exactly one of points, rebate_pct, reward_id")
+        return self
+
+
+class GoalRuleIn(RuleWindow):
+    """A target reached over a period: settled once per member and period after the return window."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"rule_id": "coffee-card", "kind": "goal", "metric": "purchases", "target": "10", "period": "rolling",
+         "match": {"categories": ["coffee"]}, "reward": {"reward_id": "free-coffee"}},
+        {"rule_id": "dealer-rebate", "kind": "goal", "metric": "spend", "target": "25000", "period": "quarter",
+         "reward": {"rebate_pct": "2.5"}}]})
+
+    rule_id: ClientId
+    kind: Literal["goal"]
+    metric: GoalMetric = Field(description="`spend`: the counted lines' amount, net of refunds; `purchases`: "
+                                           "purchases with a counted line and not refunded in full")
+    target: Amount = Field(description="what the metric must reach in one period (a whole number for purchases)")
+    period: GoalPeriod = Field(description="calendar periods in the program's `time_zone`; `rolling`: counted "
+                                           "since the last reward, again and again (a stamp card)")
+    match: Match | None = Field(None, description="which lines count; none: every line")
+    reward: GoalReward
+    audience: Audience | None = None
+    holdout_pct: HoldoutPct | None = None
+
+    @model_validator(mode="after")
+    def _whole_target(self) -> GoalRuleIn:
+        if self.target <= 0:
+            raise ValueError("target must be more than 0")
+        if self.metric == "purchases" and self.target != self.target.to_integral_value():
+            raise ValueError("a purchases target is a whole number")
+        if self.metric == "purchases" and self.period == "rolling" and self.reward.rebate_pct is not None:
+            raise ValueError("a rolling purchases goal has no spend to give a rebate of: reward points or a "
+                             "reward_id")
+        return self
+
+
+RuleIn = Annotated[MultiplierRuleIn | BonusRuleIn | GoalRuleIn, Field(discriminator="kind")]
 
 # The two kinds of rule, as /docs offers them to try (``openapi_examples`` of the body).
 RULE_EXAMPLES: dict[str, Any] = {
@@ -556,6 +678,12 @@ RULE_EXAMPLES: dict[str, Any] = {
     "win-back": {"summary": "Lapsed members earn triple, at most 600 extra points each, 250,000 in all", "value": {
         "rule_id": "win-back", "kind": "multiplier", "factor": "3", "audience": {"lifecycles": ["lapsed"]},
         "limits": {"per_member_points": 600, "budget_points": 250_000}}},
+    "stamp-card": {"summary": "Every 10th coffee free (a voucher from rewards)", "value": {
+        "rule_id": "coffee-card", "kind": "goal", "metric": "purchases", "target": "10", "period": "rolling",
+        "match": {"categories": ["coffee"]}, "reward": {"reward_id": "free-coffee"}}},
+    "quarterly-rebate": {"summary": "2.5% back in points on a quarter's spend of 25,000 or more", "value": {
+        "rule_id": "dealer-rebate", "kind": "goal", "metric": "spend", "target": "25000", "period": "quarter",
+        "reward": {"rebate_pct": "2.5"}}},
 }
 
 
@@ -574,6 +702,11 @@ class RulePatch(Strict):
     valid_until: ScheduleTime | None = None
     audience: Audience | None = None
     limits: Limits | None = None
+    holdout_pct: HoldoutPct | None = None
+    metric: GoalMetric | None = None
+    target: Amount | None = None
+    period: GoalPeriod | None = None
+    reward: GoalReward | None = None
 
 
 class Rule(BaseModel):
@@ -585,7 +718,7 @@ class Rule(BaseModel):
         "updated_at": "2026-11-20T09:05:00Z"}]})
 
     rule_id: str
-    kind: Literal["multiplier", "bonus"]
+    kind: Literal["multiplier", "bonus", "goal"]
     factor: Decimal | None = None
     match: dict[str, list[str]] | None = None
     days_of_week: list[int] | None = None
@@ -596,11 +729,160 @@ class Rule(BaseModel):
     valid_until: datetime | None = None
     audience: dict[str, Any] | None = None
     limits: dict[str, Any] | None = None
+    holdout_pct: int | None = None
+    metric: str | None = None
+    target: Decimal | None = None
+    period: str | None = None
+    reward: dict[str, Any] | None = None
     budget_used: int = Field(0, description="points the rule has given, net of refunds (counted for rules with a "
                                             "budget)")
     exhausted: bool = Field(False, description="its budget is used up: it gives nothing until the budget is raised")
     created_at: datetime
     updated_at: datetime
+
+
+class HoldoutGroup(BaseModel):
+    members: int = Field(description="members of the group: in the rule's audience now, or taken in by it "
+                                     "at a purchase in the window")
+    purchases: int = Field(description="their purchases in the window")
+    spend: Decimal = Field(description="what those purchases came to, net of refunds")
+    points: int = Field(description="the points those purchases earned, net of refunds' reversals")
+    spend_per_member: Decimal | None
+
+
+class HoldoutReport(BaseModel):
+    """Treated and control members of a rule over its window. The uplift is the difference of mean spend per
+    member; its interval is the difference plus or minus 1.96 Welch standard errors (docs/campaigns.md)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rule_id": "win-back", "holdout_pct": 10, "from": "2027-01-04T05:00:00Z", "to": "2027-02-03T05:00:00Z",
+        "treated": {"members": 1800, "purchases": 950, "spend": "23750.00", "points": 71250,
+                    "spend_per_member": "13.19"},
+        "control": {"members": 200, "purchases": 70, "spend": "1750.00", "points": 1750,
+                    "spend_per_member": "8.75"},
+        "spend_per_member_uplift": "4.44", "interval_95": ["2.10", "6.78"], "significant": True}]})
+
+    rule_id: str
+    holdout_pct: int
+    from_: datetime = Field(alias="from", description="the window's start: `valid_from`, or when the rule was "
+                                                      "created")
+    to: datetime = Field(description="the window's end: `valid_until`, or now while the rule runs")
+    treated: HoldoutGroup
+    control: HoldoutGroup
+    spend_per_member_uplift: Decimal | None = Field(description="treated minus control; none without members in "
+                                                                "both groups")
+    interval_95: list[Decimal] | None = Field(description="[low, high]; none while a group has fewer than two "
+                                                          "members")
+    significant: bool = Field(description="the interval leaves out 0: the rule changed what members spend")
+
+
+class GoalProgress(BaseModel):
+    rule_id: str
+    metric: GoalMetric
+    period: GoalPeriod
+    period_key: str = Field(description="the period counted now: `2027-Q1`, or `rolling-3` for the third card")
+    progress: Decimal = Field(description="what counts so far in this period (net of refunds; purchases still in "
+                                          "their return window included); on a card, since the last one filled")
+    target: Decimal
+    period_end: datetime | None = Field(description="when the period closes (it is settled `pending_days` "
+                                                    "later); none for a rolling goal")
+    reward: dict[str, Any]
+    settled: list[str] = Field(description="the periods (or cards) already settled for the member, oldest first")
+
+
+class GoalRun(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reached": 12}]})
+
+    reached: int = Field(description="settlements made by this run (periods reached, cards filled)")
+
+
+class MemberGoals(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"member_id": "C-1001", "goals": [{
+        "rule_id": "coffee-card", "metric": "purchases", "period": "rolling", "period_key": "rolling-2",
+        "progress": "7", "target": "10", "period_end": None, "reward": {"reward_id": "free-coffee"},
+        "settled": ["rolling-1"]}]}]})
+
+    member_id: str
+    goals: list[GoalProgress]
+
+
+# --- simulating rule changes -------------------------------------------------------------------------
+
+SIMULATION_MAX_DAYS = 366
+SIMULATION_EXAMPLE: dict[str, Any] = {
+    "rules": [{"rule_id": "double-grocery", "kind": "multiplier", "factor": "3", "match": {"categories": ["grocery"]}},
+              {"rule_id": "big-basket", "kind": "bonus", "points": 50, "trigger": "min_spend", "min_spend": "50.00"}],
+    "remove": ["win-back"], "from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+
+
+class SimulationIn(Strict):
+    """Rule changes to try on the purchases of a range: nothing is stored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              json_schema_extra={"examples": [SIMULATION_EXAMPLE]})
+
+    rules: list[RuleIn] = Field(default_factory=list, max_length=1000, description=(
+        "Rule bodies, as `POST /v1/earning-rules` takes them: one with a stored rule's id replaces it (same "
+        "kind), another is added. Goal rules are accepted and listed in `skipped`: goals are settled per period, "
+        "not per purchase, and are not replayed"))
+    remove: list[ClientId] = Field(default_factory=list, max_length=1000, description=(
+        "Ids of stored rules to take out"))
+    from_: Timestamp = Field(alias="from", description="Purchases whose `occurred_at` is at or after this")
+    to: Timestamp = Field(description=f"... and before this; at most {SIMULATION_MAX_DAYS} days after `from`")
+
+    @model_validator(mode="after")
+    def _range_and_ids(self) -> SimulationIn:
+        if self.to <= self.from_:
+            raise ValueError("to must be after from")
+        if (self.to - self.from_).total_seconds() > SIMULATION_MAX_DAYS * 86_400:
+            raise ValueError(f"the range may be at most {SIMULATION_MAX_DAYS} days")
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if rule.rule_id in seen:
+                raise ValueError(f"rules[{index}]: the rule id {rule.rule_id!r} appears twice")
+            seen.add(rule.rule_id)
+        both = sorted(seen & set(self.remove))
+        if both:
+            raise ValueError(f"{both[0]!r} is both in rules and in remove")
+        return self
+
+
+class SimulatedPoints(BaseModel):
+    points: int = Field(description="What the purchases of the range earn under these rules")
+
+
+class SimulatedRule(BaseModel):
+    rule_id: str = Field(description="`base`, `tier` or a rule id")
+    points: int = Field(description="What it gives under the proposal")
+    current_points: int = Field(description="What it gives under today's rules")
+    change: Literal["added", "replaced", "removed"] | None = Field(
+        None, description="What the proposal does to it; null: nothing")
+
+
+class Simulation(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "purchases": 1840, "members": 612, "members_changed": 398, "current": {"points": 51_230},
+        "proposed": {"points": 60_410},
+        "by_rule": [{"rule_id": "base", "points": 41_200, "current_points": 41_200, "change": None},
+                    {"rule_id": "tier", "points": 3_010, "current_points": 2_730, "change": None},
+                    {"rule_id": "big-basket", "points": 4_300, "current_points": 0, "change": "added"},
+                    {"rule_id": "double-grocery", "points": 11_900, "current_points": 5_700, "change": "replaced"},
+                    {"rule_id": "win-back", "points": 0, "current_points": 1_600, "change": "removed"}],
+        "liability_value_delta": "91.80", "currency": "USD", "skipped": []}]})
+
+    purchases: int = Field(description="Purchases with `occurred_at` in [from, to)")
+    members: int = Field(description="Members with a purchase in the range")
+    members_changed: int = Field(description="Of those, the members whose points differ under the proposal")
+    current: SimulatedPoints
+    proposed: SimulatedPoints
+    by_rule: list[SimulatedRule] = Field(description=(
+        "`base`, `tier`, then every multiplier and bonus rule of either set by id; each column sums to its "
+        "total"))
+    liability_value_delta: Decimal = Field(description=(
+        "(proposed - current points) x the program's `redemption.point_value`, in `currency`, rounded to its "
+        "minor unit"))
+    currency: str
+    skipped: list[str] = Field(description="Goal rules of the body, not replayed (settled per period)")
 
 
 # --- finding a member --------------------------------------------------------------------------------------
@@ -619,7 +901,7 @@ class MemberFound(Member):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
         "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
-        "tier": "bronze", "identifiers": [{"kind": "card", "value": "6012-0001"},
+        "tier": "bronze", "referral_code": "K7QX2M9PRT4W", "identifiers": [{"kind": "card", "value": "6012-0001"},
                                           {"kind": "email", "value": "ada@example.com"}]}]})
 
     identifiers: list[Identifier] = Field(description="Every handle the member is found by, the profile's "
@@ -630,7 +912,7 @@ class MemberListed(Member):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "member_id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "phone": None,
         "birth_date": "1990-12-10", "referred_by": None, "status": "active", "enrolled_at": "2026-11-20T10:00:00Z",
-        "tier": "bronze", "value_class": "B", "lifecycle": "active"}]})
+        "tier": "bronze", "referral_code": "K7QX2M9PRT4W", "value_class": "B", "lifecycle": "active"}]})
 
     value_class: ValueClass | None = Field(description="As tiers last segmented the member (null before)")
     lifecycle: Lifecycle | None

@@ -134,8 +134,9 @@ async def get_redemption(
 )
 async def cancel_redemption(redemption_id: RedemptionIdPath, db: Db, caller: RedemptionsWrite
                             ) -> schemas.Redemption:
-    """Confirmed with an unused voucher: `cancelled`, stock and points come back; a cancelled one is answered
-    again as it is, anything else is 409. `voucher_code` is shown as in `GET /v1/redemptions/{redemption_id}`."""
+    """Confirmed with an unused voucher: `cancelled`, stock and points come back (a goal's reward cost no
+    points); a cancelled one is answered again as it is, anything else is 409. `voucher_code` is shown as in
+    `GET /v1/redemptions/{redemption_id}`."""
     async with db.transaction() as session:
         cancelled = redemptions.redemption_out(await redemptions.cancel_redemption(session, redemption_id))
     return redemptions.shown_to(cancelled, caller)
@@ -147,8 +148,9 @@ async def cancel_redemption(redemption_id: RedemptionIdPath, db: Db, caller: Red
 )
 async def list_member_redemptions(member_id: MemberIdPath, db: Db, caller: MembersRead, limit: Limit = 50,
                                   cursor: Cursor = None) -> Page[schemas.Redemption]:
-    """Pass `next_cursor` back as `cursor` for the next page. `voucher_code` is shown as in
-    `GET /v1/redemptions/{redemption_id}`: to a store-bound key only for the redemptions it asked for."""
+    """Pass `next_cursor` back as `cursor` for the next page; a goal's reward is among them (`source: goal`).
+    `voucher_code` is shown as in `GET /v1/redemptions/{redemption_id}`: to a store-bound key only for the
+    redemptions it asked for."""
     async with db.read() as session:
         items, next_cursor = await redemptions.member_redemptions_page(session, member_id, limit, cursor)
     return Page[schemas.Redemption](items=[redemptions.shown_to(r, caller) for r in items], next_cursor=next_cursor)

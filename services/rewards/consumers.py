@@ -1,12 +1,13 @@
-"""Events the rewards service consumes: points' answers to redemptions (confirm or reject), and what it keeps
-of members (status, tier, available points) and of the tier ladder for the catalog's checks.
+"""Events the rewards service consumes: points' answers to redemptions (confirm or reject), the goals points
+settles with a catalog reward (given for free), and what it keeps of members (status, tier, available points)
+and of the tier ladder for the catalog's checks.
 
 Points' events also have batch handlers: under load the consumer gets answers of many members at once, and
 settling them together costs a handful of statements instead of a handful per answer."""
 
 from __future__ import annotations
 
-from services.rewards.service import members, settlement
+from services.rewards.service import goals, members, settlement
 from shared.messaging import events
 from shared.messaging.consumer import BatchHandler, Handler, handle, handle_many
 from shared.messaging.events import Topic
@@ -16,6 +17,7 @@ TOPICS = [Topic.POINTS, Topic.TIERS, Topic.MEMBERS]
 HANDLERS: dict[str, Handler] = {
     **handle(settlement.confirm_redemption, events.PointsSpent),
     **handle(settlement.reject_redemption, events.PointsSpendDeclined),
+    **handle(goals.issue_goal_reward, events.GoalReached),
     **handle(members.record_points_event, events.PointsEarned, events.PointsRefunded, events.PointsReversed,
              events.PointsExpired, events.PointsAdjusted, events.PointsTransferred, events.PointsHeld,
              events.PointsReleased),

@@ -13,6 +13,7 @@ from typing import Literal
 
 Refusal = Literal["reward-unavailable", "tier-too-low", "out-of-stock", "limit-reached"]
 Ineligibility = Refusal | Literal["insufficient-points"]
+GiftRefusal = Literal["reward-not-found", "reward-inactive", "reward-unavailable", "out-of-stock"]
 
 VOUCHER_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I: read aloud and typed at a till
 VOUCHER_LENGTH = 15  # 15 x 5 bits = 75 bits of randomness
@@ -94,6 +95,21 @@ def ineligibility(
     if reason is None and member.available < terms.points_cost:
         return "insufficient-points"
     return reason
+
+
+def gift_refusal(terms: RewardTerms | None, *, now: datetime) -> GiftRefusal | None:
+    """Why a goal's reward (one unit, for free) cannot be given, or None. The program chose the reward for the
+    goal, so only the reward itself is asked, never the member's tier, per-member limit or points. A stock
+    read as left may still be gone when it is taken: the taking decides (``out-of-stock`` then too)."""
+    if terms is None:
+        return "reward-not-found"
+    if not terms.active:
+        return "reward-inactive"
+    if not terms.available_at(now):
+        return "reward-unavailable"
+    if terms.stock_left is not None and terms.stock_left < 1:
+        return "out-of-stock"
+    return None
 
 
 def restock(stock: int | None, stock_left: int | None, quantity: int) -> int | None:

@@ -53,7 +53,8 @@ class Reward(Base):
 class Redemption(Base):
     """One request to spend points on a reward: pending until points answers, then confirmed or rejected;
     a confirmed one may be cancelled while its voucher is unused. ``asks`` counts the ``redemption.requested``
-    events written for it (the first and every re-ask of jobs.reask_stale), the last at ``last_requested_at``."""
+    events written for it (the first and every re-ask of jobs.reask_stale), the last at ``last_requested_at``.
+    ``source`` ``goal``: a goal's free reward (``service.goals``), confirmed or rejected at once, never asked."""
 
     __tablename__ = "redemption"
     redemption_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -69,6 +70,7 @@ class Redemption(Base):
     last_requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     asks: Mapped[int] = mapped_column(Integer, default=1)
     created_by: Mapped[str | None] = mapped_column(String(64))  # the name of the API key that asked for it
+    source: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
 
     __table_args__ = (
         Index("ix_redemption_member_created", "member_id", "created_at", "redemption_id"),

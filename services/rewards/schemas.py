@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, f
 from shared.http.types import Body, ClientId, Count, Points, ScheduleTime
 
 RedemptionStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
+RedemptionSource = Literal["member", "goal"]
 VoucherStatus = Literal["active", "used", "cancelled"]
 Ineligibility = Literal["tier-too-low", "out-of-stock", "limit-reached", "reward-unavailable", "insufficient-points"]
 
@@ -90,22 +91,26 @@ class RedemptionIn(Strict):
 class Redemption(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "redemption_id": "web:r-4711", "member_id": "C-1001", "reward_id": "cup", "quantity": 1, "points_cost": 100,
-        "status": "confirmed", "reason": None, "voucher_code": "7KQ2M-X9TRB-4HWNC",
+        "status": "confirmed", "reason": None, "voucher_code": "7KQ2M-X9TRB-4HWNC", "source": "member",
         "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:01Z"}]})
 
     redemption_id: str
     member_id: str
     reward_id: str
     quantity: int
-    points_cost: int = Field(description="The reward's cost times the quantity")
+    points_cost: int = Field(description="The reward's cost times the quantity; 0 for a goal's reward")
     status: RedemptionStatus
     reason: str | None = Field(None, description="Why it was rejected: `insufficient-points`, `member-not-found`, "
-                                                 "`member-inactive`")
+                                                 "`member-inactive`; a goal's reward: `out-of-stock`, "
+                                                 "`reward-inactive`, `reward-unavailable`")
     voucher_code: str | None = Field(None, description="Once confirmed: `XXXXX-XXXXX-XXXXX`. Shown only to "
                                                        "keys of the whole program with `vouchers:use` or "
                                                        "`admin`, and to the key that asked for the redemption; "
                                                        "null to any other key (a store-bound key sees only "
                                                        "the codes of the redemptions it asked for)")
+    source: RedemptionSource = Field("member", description="`member`: redeemed for points; `goal`: a goal's "
+                                                          "reward, given for free (`redemption_id` is the "
+                                                          "`goal_id` of its `goal.reached`, `points_cost` 0)")
     created_at: datetime
     updated_at: datetime
     created_by: str | None = Field(None, exclude=True)  # the key that asked for it: never answered, see shown_to

@@ -71,6 +71,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
                         "actor": "support-desk"},
     "points.transferred": {"member_id": "C-1001", "points": 100, "balance": {"available": 170, "pending": 0},
                            "transfer_id": "family-2026-1", "to_member_id": "C-1002", "direction": "out"},
+    "goal.reached": {"member_id": "C-1001", "goal_id": "goal-5f0c2a9e41d7b3c8a6e19d02", "rule_id": "coffee-card",
+                     "period": "rolling-1", "metric": "purchases", "progress": "10", "target": "10", "points": 0,
+                     "reward_id": "free-coffee"},
     "redemption.requested": {"member_id": "C-1001", "redemption_id": "web:r-4711", "reward_id": "cup",
                              "quantity": 1, "points_cost": 100},
     "redemption.confirmed": {"member_id": "C-1001", "redemption_id": "web:r-4711", "reward_id": "cup",
@@ -102,6 +105,8 @@ SUMMARIES = {
     "points.expired": "Lots reached their expiry date; their remainders left the balance.",
     "points.adjusted": "An operator added or removed points by hand.",
     "points.transferred": "Points moved between two members (one event for each side).",
+    "goal.reached": "A member reached a goal's target in one of its periods: its points are credited with it "
+                    "(`points.earned`), or rewards issues its catalog reward for free.",
     "redemption.requested": "A member asked for a reward; points answers with spent or declined.",
     "redemption.confirmed": "The points were taken and a voucher issued.",
     "redemption.rejected": "Points declined; the stock was released.",

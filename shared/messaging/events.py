@@ -140,7 +140,7 @@ class PointsEarned(PointsEvent):
     TYPE = "points.earned"
     kind: Literal["earn", "bonus"] = Field(
         "earn", description="earn: a purchase's own points; bonus: an enrollment or referral bonus, whose "
-                            "purchase_id (for a referral) is the referred member's purchase")
+                            "purchase_id (for a referral, of either side) is the referred member's purchase")
     rule_ids: list[Label] | None = Field(None, max_length=100)
     purchase_id: Id | None = None
     status: Literal["credited", "pending"] = "credited"
@@ -195,6 +195,10 @@ class PointsReversed(PointsEvent):
     TYPE = "points.reversed"
     purchase_id: Id
     refund_id: Id
+    kind: Literal["earn", "bonus"] = Field(
+        "earn", description="earn: the refund took back points the purchase earned (its member's); bonus: a full "
+                            "refund took back a referral bonus the purchase gave, to its member or to the referrer "
+                            "(whose event names the referred member's purchase), beside the refund's own event")
 
 
 class PointsExpired(PointsEvent):
@@ -213,6 +217,25 @@ class PointsTransferred(PointsEvent):
     transfer_id: Id
     to_member_id: Id
     direction: Literal["out", "in"]
+
+
+class GoalReached(EventData):
+    """A member reached a goal rule's target in one of its periods (settled once per member and period). Its
+    reward is points (``points``, credited by points in the same transaction) or a catalog reward
+    (``reward_id``), which rewards issues as a free redemption with a voucher, ``redemption_id`` = ``goal_id``."""
+
+    TYPE = "goal.reached"
+    TOPIC = Topic.POINTS
+    SOURCE = "points"
+    goal_id: Id = Field(description="The settlement's id, `goal-` and a hash of rule, member and period: the "
+                                    "same settlement always has the same id, and no two have one")
+    rule_id: Id
+    period: Label = Field(description="`2027-01`, `2027-Q1`, `2027` or `rolling-<n>` (the n-th card filled)")
+    metric: Literal["spend", "purchases"]
+    progress: Amount
+    target: Amount
+    points: Points = Field(0, description="Points the goal gave (its points, or its rebate of the period's spend)")
+    reward_id: Id | None = Field(None, description="The catalog reward rewards issues for free, if the goal gives one")
 
 
 # --- loyalty.redemptions -----------------------------------------------------------------------------
@@ -289,7 +312,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         MemberEnrolled, MemberUpdated, PurchaseRecorded, PurchaseRefunded, PointsEarned, PointsSpent,
         PointsSpendDeclined, PointsRefunded, PointsReversed, PointsExpired, PointsAdjusted,
         PointsTransferred, PointsHeld, PointsReleased, RedemptionRequested, RedemptionConfirmed, RedemptionRejected,
-        RedemptionCancelled, TierChanged, MemberSegmentChanged,
+        RedemptionCancelled, TierChanged, MemberSegmentChanged, GoalReached,
     )
 }
 

@@ -31,10 +31,11 @@ def member(i: int) -> dict[str, Any]:
 
 SEED = [
     f"""INSERT INTO member (member_id, name, email, phone, status, enrolled_at, updated_at, tier_id,
-        earn_multiplier, available, pending, lifetime_earned, lifetime_spent, purchase_count, value_class, lifecycle)
+        earn_multiplier, available, pending, lifetime_earned, lifetime_spent, purchase_count, value_class, lifecycle,
+        referral_code)
     SELECT 'M-' || lpad(i::text, 6, '0'), (ARRAY{FIRST})[i % 8 + 1] || ' Tester' || i, 'User' || i || '@Example.com',
         '+1 555 ' || lpad(i::text, 7, '0'), (ARRAY{STATUS})[i % 10 + 1], now(), now(), (ARRAY{TIERS})[i % 3 + 1],
-        1, 0, 0, 0, 0, 0, (ARRAY{CLASSES})[i % 4 + 1], (ARRAY{LIFECYCLES})[i % 5 + 1]
+        1, 0, 0, 0, 0, 0, (ARRAY{CLASSES})[i % 4 + 1], (ARRAY{LIFECYCLES})[i % 5 + 1], 'SEARCH' || i
     FROM generate_series(1, {N}) AS i""",
     """INSERT INTO member_identifier (kind, normalized, member_id, value, from_profile, created_at)
     SELECT 'email', lower(email), member_id, email, true, now() FROM member

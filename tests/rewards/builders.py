@@ -96,6 +96,13 @@ def refunded_to_checkout(hold_id: str, member_id: str, points: int, available: i
                                  points=points, balance=events.BalanceSnapshot(available=available, pending=0))
 
 
+def goal_reached(goal_id: str, member_id: str, reward_id: str | None = "cup", *, points: int = 0
+                 ) -> events.GoalReached:
+    """Points' settlement of a stamp card (10 purchases) giving the catalog reward ``reward_id`` (or points)."""
+    return events.GoalReached(member_id=member_id, goal_id=goal_id, rule_id="coffee-card", period="rolling-1",
+                              metric="purchases", progress="10", target="10", points=points, reward_id=reward_id)
+
+
 def tier_changed(member_id: str, to_tier: str, ladder: list[str] | None = None, *,
                  at: str = "2026-11-20T10:00:00Z") -> events.TierChanged:
     ladder = LADDER if ladder is None else ladder

@@ -11,6 +11,7 @@ from services.rewards.domain import (
     VOUCHER_ALPHABET,
     MemberStanding,
     RewardTerms,
+    gift_refusal,
     ineligibility,
     new_voucher_code,
     normalize_code,
@@ -111,3 +112,19 @@ def test_stock_comes_back_but_never_above_the_stock() -> None:
     assert stock_left_for(10, 3) == 7
     assert stock_left_for(2, 3) == 0
     assert stock_left_for(None, 3) is None
+
+
+# --- a goal's reward -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("terms", "expected"), [
+    (None, "reward-not-found"),
+    (RewardTerms(points_cost=100, active=False), "reward-inactive"),
+    (RewardTerms(points_cost=100, valid_until=NOW), "reward-unavailable"),
+    (RewardTerms(points_cost=100, valid_from=NOW + timedelta(seconds=1)), "reward-unavailable"),
+    (RewardTerms(points_cost=100, stock_left=0), "out-of-stock"),
+    (RewardTerms(points_cost=100, stock_left=1, min_tier="gold", per_member_limit=1), None),  # the member's terms
+    (RewardTerms(points_cost=100), None),
+])
+def test_a_goals_reward_asks_only_the_reward(terms: RewardTerms | None, expected: str | None) -> None:
+    assert gift_refusal(terms, now=NOW) == expected

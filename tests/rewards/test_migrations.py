@@ -63,3 +63,20 @@ async def test_0002_gives_existing_redemptions_one_ask_at_their_creation(empty_u
     assert len(await sql(empty_url, "SELECT * FROM redemption")) == 2
     await asyncio.to_thread(upgrade, "rewards", empty_url, "head")
     assert {"last_requested_at", "asks"} <= await redemption_columns(empty_url)
+
+
+async def test_0004_makes_existing_redemptions_members(empty_url: str) -> None:
+    await asyncio.to_thread(upgrade, "rewards", empty_url, "0003")
+    await sql(empty_url, "INSERT INTO reward (reward_id, name, points_cost, stock, stock_left, active, created_at, "
+                         "updated_at) VALUES ('cup', 'Cup', 100, 5, 4, true, '2026-01-01 10:00:00', "
+                         "'2026-01-01 10:00:00')")
+    await sql(empty_url, "INSERT INTO redemption (redemption_id, member_id, reward_id, quantity, points_cost, status, "
+                         "created_at, updated_at, last_requested_at, asks) VALUES ('r-1', 'ada', 'cup', 1, 100, "
+                         "'pending', '2026-01-02 10:00:00', '2026-01-02 10:00:00', '2026-01-02 10:00:00', 1)")
+    await asyncio.to_thread(upgrade, "rewards", empty_url, "head")
+    assert await sql(empty_url, "SELECT redemption_id, source FROM redemption") == [("r-1", "member")]
+    await asyncio.to_thread(command.check, alembic_config("rewards", empty_url))
+
+    await asyncio.to_thread(command.downgrade, alembic_config("rewards", empty_url), "0003")
+    assert "source" not in await redemption_columns(empty_url)
+    assert len(await sql(empty_url, "SELECT * FROM redemption")) == 1

@@ -211,7 +211,8 @@ ORDER: dict[str, list[Operation]] = {
         *OPERATIONS_ANSWERED_ANYWHERE,
         ("PUT", "/v1/program"), ("GET", "/v1/program"),
         ("POST", "/v1/earning-rules"), ("GET", "/v1/earning-rules"), ("GET", "/v1/earning-rules/{rule_id}"),
-        ("PATCH", "/v1/earning-rules/{rule_id}"),
+        ("PATCH", "/v1/earning-rules/{rule_id}"), ("GET", "/v1/earning-rules/{rule_id}/report"),
+        ("POST", "/v1/earning-rules/simulate"),
         ("PUT", "/v1/members/{member_id}"), ("GET", "/v1/members/{member_id}"),
         # The checkout as one story: quote, hold, the purchase paid partly with it, capture (a repeat now).
         ("POST", "/v1/quotes"), ("POST", "/v1/holds"),
@@ -220,6 +221,7 @@ ORDER: dict[str, list[Operation]] = {
         ("POST", "/v1/purchases/{purchase_id}/refunds"),
         ("POST", "/v1/members/{member_id}/adjustments"), ("POST", "/v1/members/{member_id}/transfers"),
         ("GET", "/v1/members/{member_id}/balance"), ("GET", "/v1/members/{member_id}/ledger"),
+        ("GET", "/v1/members/{member_id}/goals"), ("POST", "/v1/jobs/goals"),
         ("PUT", "/v1/members/{member_id}/identifiers/{kind}/{value}"), ("GET", "/v1/members/lookup"),
         ("GET", "/v1/members"), ("DELETE", "/v1/members/{member_id}/identifiers/{kind}/{value}"),
         ("DELETE", "/v1/earning-rules/{rule_id}"),

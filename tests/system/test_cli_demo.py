@@ -18,6 +18,10 @@ def test_demo_fills_tiers_segments_and_analytics(system: System) -> None:
     result = loyalty(system, "demo", "--members", "80", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "segments computed for 80 members" in result.output
+    # One campaign of each kind, with its figures.
+    assert "demo-win-back treated:" in result.output and "demo-win-back control:" in result.output
+    assert "uplift of spend per member:" in result.output
+    assert "goals settled:" in result.output and "simulation, pastry triple" in result.output
 
     with system.client("tiers") as tiers:
         summary = tiers.get("/v1/analytics/summary").json()

@@ -168,6 +168,22 @@ async def test_points_without_a_purchase_of_the_member_do_not_count(client: http
     assert (await standing(client, "friend"))["qualifying_value"] == "10"
 
 
+async def test_a_referral_bonus_for_the_members_own_purchase_and_its_reversal_count_nothing(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The referee's referral bonus names its own purchase (kind bonus): it must not become that purchase's
+    points, nor its reversal the refund's."""
+    await client.put("/v1/tiers", json=program(basis="points", tiers=[tier("blue", "0"), tier("silver", "1000")]))
+    await deliver(app, purchase("p-1", "friend", "10.00", points=10))
+    await deliver(app, points_earned("p-1", "friend", 10))
+    await deliver(app, points_earned("p-1", "friend", 5000).model_copy(update={"kind": "bonus"}))
+    assert (await standing(client, "friend"))["qualifying_value"] == "10"
+    await deliver(app, refund("r-1", "p-1", "friend", "10.00", points=10))
+    await deliver(app, points_reversed("r-1", "p-1", "friend", 10))
+    await deliver(app, points_reversed("r-1", "p-1", "friend", 5000).model_copy(update={"kind": "bonus"}))
+    assert (await standing(client, "friend"))["qualifying_value"] == "0"
+
+
 async def test_reversed_points_before_the_purchase_count_when_it_arrives(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -13,6 +13,7 @@ each thing they are about:
 - ``projections``  what points keeps of other services' state (a member's tier)
 - ``ledger``       how a balance moves: entries, lots, pending release, expiry
 - ``rules``        earning rules stored and turned into domain rules
+- ``simulation``   rule changes replayed on the purchases of a range, nothing written
 
 Every use case that moves points locks the member row first, then settles it (pending points that matured,
 lots that expired), so what it decides on is the balance as of now. The outbox and the idempotency keys that

@@ -33,7 +33,7 @@ def earning_of(body: schemas.Basket, member: Any, program: Any, multipliers: lis
 
 def audience_columns(member: FromClause) -> list[KeyedColumnElement[Any]]:
     """The member's columns ``member_facts`` reads beside those a purchase reads anyway."""
-    return [member.c.tier_id, member.c.value_class, member.c.lifecycle, member.c.enrolled_at]
+    return [member.c.member_id, member.c.tier_id, member.c.value_class, member.c.lifecycle, member.c.enrolled_at]
 
 
 def member_facts(member: Any) -> domain.MemberFacts:
@@ -42,4 +42,4 @@ def member_facts(member: Any) -> domain.MemberFacts:
                               birth_month=member.birth_date.month if member.birth_date else None,
                               birthday_bonus_year=member.birthday_bonus_year, tier_id=member.tier_id,
                               value_class=member.value_class, lifecycle=member.lifecycle,
-                              enrolled_at=member.enrolled_at)
+                              enrolled_at=member.enrolled_at, member_id=member.member_id)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.points import domain, schemas
 from services.points.errors import MemberNotFound
 from services.points.models import Hold, Lot, Member
-from services.points.service import OUTBOX, earning, holds, identifiers, ledger, rules
+from services.points.service import OUTBOX, earning, holds, identifiers, ledger, referrals, rules
 from services.points.service.ledger import snapshot
 from services.points.service.program import get_program
 from shared.clock import utcnow
@@ -25,7 +25,7 @@ def member_out(member: Member, *, contacts: bool) -> schemas.Member:
         member_id=member.member_id, name=member.name,
         email=member.email if contacts else None, phone=member.phone if contacts else None,
         birth_date=member.birth_date, referred_by=member.referred_by, status=member.status,
-        enrolled_at=member.enrolled_at, tier=member.tier_id,
+        enrolled_at=member.enrolled_at, tier=member.tier_id, referral_code=member.referral_code,
     )
 
 
@@ -38,15 +38,18 @@ def _member_event(member: Member, cls: type[events.MemberEnrolled]) -> events.Me
 
 
 async def upsert_member(session: AsyncSession, member_id: str, body: schemas.MemberIn) -> tuple[Member, bool]:
-    """Enroll a member (with any enrollment bonus), or update the fields given; returns (member, created)."""
+    """Enroll a member (with any enrollment bonus), or update the fields given; returns (member, created).
+    A ``referral_code`` is checked and resolved to ``referred_by`` (``referrals``) before anything is
+    written; the member gets its own code."""
     member = await session.get(Member, member_id, with_for_update=True)
     now = utcnow()
     if member is None:
-        fields = body.model_dump(exclude={"status"})
+        fields = body.model_dump(exclude={"status", "referral_code"})
+        fields["referred_by"] = await referrals.referrer_at_enrolment(session, member_id, body)
         member = Member(
             member_id=member_id, status=body.status or "active", enrolled_at=now, updated_at=now,
             earn_multiplier=Decimal(1), available=0, pending=0, lifetime_earned=0, lifetime_spent=0,
-            purchase_count=0, **fields,
+            purchase_count=0, referral_code=referrals.new_code(), **fields,
         )
         session.add(member)
         await session.flush()
@@ -54,7 +57,9 @@ async def upsert_member(session: AsyncSession, member_id: str, body: schemas.Mem
         await OUTBOX.add(session, _member_event(member, events.MemberEnrolled))
         await _enrollment_bonus(session, member)
         return member, True
-    changes = body.model_dump(exclude_unset=True)
+    if body.referral_code is not None:
+        await referrals.check_on_update(session, member, body.referral_code)
+    changes = body.model_dump(exclude_unset=True, exclude={"referral_code"})
     changed = {k: v for k, v in changes.items() if v is not None and getattr(member, k) != v}
     if changed:
         for field, value in changed.items():

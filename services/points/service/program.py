@@ -45,9 +45,10 @@ async def get_program(session: AsyncSession) -> Program:
 
 async def put_program(session: AsyncSession, body: schemas.ProgramIn) -> Program:
     program = await get_program(session)
-    fields = body.model_dump()
+    fields = body.model_dump(exclude={"referral"})
     for field, value in {**fields.pop("redemption"), **fields}.items():
         setattr(program, field, value)
+    program.referral = body.referral.model_dump(mode="json") if body.referral else None  # a JSON column
     program.updated_at = utcnow()
     await session.flush()
     return program
@@ -65,4 +66,5 @@ def program_out(program: Program) -> schemas.Program:
         currency=program.currency, points_per_unit=program.points_per_unit, expiry_days=program.expiry_days,
         pending_days=program.pending_days, excluded_categories=program.excluded_categories,
         time_zone=program.time_zone, max_points_per_purchase=program.max_points_per_purchase,
-        redemption=settings, updated_at=program.updated_at)
+        redemption=settings, updated_at=program.updated_at,
+        referral=schemas.ReferralSettingsOut.model_validate(program.referral) if program.referral else None)

@@ -13,7 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.points import domain, schemas
 from services.points.errors import CurrencyMismatch, MemberInactive, RefundExceedsPurchase
 from services.points.models import Hold, LedgerEntry, Lot, Member, Program, Purchase, Refund, table_of
-from services.points.service import IDEMPOTENCY, OUTBOX, checkout, earning, holds, ledger, limits, rules
+from services.points.service import (
+    IDEMPOTENCY,
+    OUTBOX,
+    checkout,
+    earning,
+    holds,
+    ledger,
+    limits,
+    referrals,
+    reports,
+    rules,
+)
 from services.points.service.members import get_member, give_bonus, locked_member, settle, snapshot
 from services.points.service.program import get_program, zone_of
 from shared.clock import utcnow
@@ -35,7 +46,8 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
     lot or a hold is due, the ids of the new rows) and one write of every row (``WritesTogether``). A purchase
     paid partly with points reads its hold too, and captures it in that same write when it is still held. A
     member with something due is settled first, and a first purchase of a referred member pays the referral
-    bonus, as in the other use cases.
+    bonus, as in the other use cases; a referred member's purchase of the program's ``referral.min_spend``
+    settles its referral (``referrals.reward``).
     ``stores``: a store-bound key's, which pays only with holds of its stores.
     """
     hashed = body.model_dump(exclude={"points_paid"} if body.points_paid is None else set())
@@ -56,9 +68,13 @@ async def record_purchase(session: AsyncSession, body: schemas.PurchaseIn, owner
     earned, limited = await limits.apply(session, earned, found, body.member_id, body.occurred_at,
                                          zone_of(member.time_zone), take=True)
     answer = await _credit_purchase(session, body, member, earned, paid, limited)
+    if earned.exposed:
+        await reports.record_exposure(session, earned.exposed, body.member_id)
     if member.purchase_count == 0 and member.referred_by:
         await _referral_bonus(session, body.member_id, member.referred_by, member.expiry_days, found[1],
                               body.purchase_id)
+    if member.referred_by and member.referral:
+        answer = await referrals.reward(session, body, member, paid.value if paid else Decimal(0), answer)
     return answer, True
 
 
@@ -77,7 +93,8 @@ def _purchase_context_query(dialect: str, paying: bool) -> Select[Any]:
                member.c.birthday_bonus_year, member.c.referred_by, *earning.audience_columns(member),
                program.c.currency, program.c.points_per_unit, program.c.expiry_days, program.c.pending_days,
                program.c.excluded_categories, program.c.rules_version, program.c.time_zone,
-               program.c.max_points_per_purchase, program.c.earn_on_points_paid, due.label("due"),
+               program.c.max_points_per_purchase, program.c.earn_on_points_paid, program.c.referral,
+               due.label("due"),
                next_id(table_of(LedgerEntry), "entry_id", dialect).label("entry_id"),
                next_id(table_of(Lot), "lot_id", dialect).label("lot_id"),
                *([_second_entry_id(dialect).label("spend_entry_id")] if paying else []))
@@ -295,6 +312,8 @@ async def record_refund(session: AsyncSession, purchase_id: str, body: schemas.R
         events.PointsReversed(member_id=member.member_id, purchase_id=purchase_id, refund_id=body.refund_id,
                               points=points, balance=snapshot(member)),
     )
+    if purchase.refunded_amount >= purchase.total:
+        await referrals.reverse(session, purchase, member, body.refund_id)
     answer = schemas.RefundResult(
         refund_id=body.refund_id, purchase_id=purchase_id, points_reversed=points, points_returned=returned,
         balance=schemas.BalanceShort(available=member.available, pending=member.pending),

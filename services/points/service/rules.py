@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,8 @@ from shared.errors import InvalidRequest, NotFound
 from shared.http.idempotency import request_hash
 from shared.http.pagination import decode_cursor, encode_cursor
 
-_RULE_IN: TypeAdapter[schemas.MultiplierRuleIn | schemas.BonusRuleIn] = TypeAdapter(schemas.RuleIn)
+RuleBody = schemas.MultiplierRuleIn | schemas.BonusRuleIn | schemas.GoalRuleIn
+_RULE_IN: TypeAdapter[RuleBody] = TypeAdapter(schemas.RuleIn)
 
 
 def rule_out(rule: EarningRule, budget_used: int = 0) -> schemas.Rule:
@@ -37,7 +39,7 @@ async def rules_out(session: AsyncSession, found: list[EarningRule]) -> list[sch
     return [rule_out(rule, used.get(rule.rule_id, 0)) for rule in found]
 
 
-async def create_rule(session: AsyncSession, body: schemas.MultiplierRuleIn | schemas.BonusRuleIn, owner: str
+async def create_rule(session: AsyncSession, body: RuleBody, owner: str
                       ) -> tuple[dict[str, Any], bool]:
     """Rule ids are never reused, not even after a delete, so a ledger entry's rule id stays unambiguous. A
     retry replays only for the key that created the rule (``owner``, its name)."""
@@ -105,7 +107,7 @@ def _window(definition: dict[str, Any]) -> domain.Window:
                          days_of_week=frozenset(definition.get("days_of_week") or ()))
 
 
-def _audience(definition: dict[str, Any]) -> domain.Audience:
+def audience_of(definition: dict[str, Any]) -> domain.Audience:
     audience = definition.get("audience")
     if not audience:
         return domain.EVERYONE
@@ -165,6 +167,12 @@ async def active_rules(session: AsyncSession, version: str) -> ActiveRules:
 
 async def _read_rules(session: AsyncSession) -> ActiveRules:
     rows = (await session.execute(select(EarningRule).where(EarningRule.deleted_at.is_(None)))).scalars().all()
+    return parse_rules(rows)
+
+
+def parse_rules(rows: Iterable[Any]) -> ActiveRules:
+    """The domain rules of stored ones (anything with ``rule_id``, ``kind`` and ``definition``), parsed alike
+    for purchases, quotes and simulations. Goals are settled per period, not by a purchase: none here."""
     multipliers: list[domain.MultiplierRule] = []
     bonuses: list[domain.BonusRule] = []
     for rule in rows:
@@ -175,12 +183,34 @@ async def _read_rules(session: AsyncSession) -> ActiveRules:
                 rule.rule_id, Decimal(d["factor"]),
                 categories=frozenset(match.get("categories") or ()), skus=frozenset(match.get("skus") or ()),
                 stores=frozenset(match.get("stores") or ()), channels=frozenset(match.get("channels") or ()),
-                window=_window(d), audience=_audience(d), limits=_limits(d),
+                window=_window(d), audience=audience_of(d), limits=_limits(d), holdout_pct=d.get("holdout_pct") or 0,
             ))
-        else:
+        elif rule.kind == "bonus":
             bonuses.append(domain.BonusRule(
                 rule.rule_id, int(d["points"]), d["trigger"],
                 min_spend=Decimal(d["min_spend"]) if d.get("min_spend") is not None else None, window=_window(d),
-                audience=_audience(d), limits=_limits(d),
+                audience=audience_of(d), limits=_limits(d), holdout_pct=d.get("holdout_pct") or 0,
             ))
     return multipliers, bonuses
+
+
+def goal_of(rule: EarningRule) -> domain.GoalRule:
+    d = rule.definition
+    match, reward = d.get("match") or {}, d["reward"]
+    return domain.GoalRule(
+        rule.rule_id, d["metric"], Decimal(d["target"]), d["period"],
+        categories=frozenset(match.get("categories") or ()), skus=frozenset(match.get("skus") or ()),
+        stores=frozenset(match.get("stores") or ()), channels=frozenset(match.get("channels") or ()),
+        reward_points=reward.get("points"),
+        rebate_pct=Decimal(reward["rebate_pct"]) if reward.get("rebate_pct") is not None else None,
+        reward_id=reward.get("reward_id"), window=_window(d), audience=audience_of(d),
+        holdout_pct=d.get("holdout_pct") or 0,
+    )
+
+
+async def goal_rules(session: AsyncSession) -> list[tuple[EarningRule, domain.GoalRule]]:
+    """The goals not deleted, by rule id (read each time: the settlement job and progress are not hot)."""
+    rows = await session.scalars(select(EarningRule).where(EarningRule.kind == "goal",
+                                                           EarningRule.deleted_at.is_(None))
+                                 .order_by(EarningRule.rule_id))
+    return [(rule, goal_of(rule)) for rule in rows]

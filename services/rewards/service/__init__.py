@@ -5,6 +5,7 @@ what they are about:
 - ``redemptions``: a redemption requested, cancelled and read;
 - ``settlement``: points' answers confirming (with a voucher) or rejecting pending redemptions, and points
   asked again when its answer is overdue;
+- ``goals``: a goal's catalog reward (``goal.reached``) given for free, confirmed with its voucher at once;
 - ``vouchers``: a voucher checked and used at a till;
 - ``members``: what rewards keeps of members, tiers and balances from the other services' events;
 - ``saga``: what the steps of a redemption share (its events, the stock given back, the signals announcing
@@ -19,6 +20,8 @@ Locks, and why they never wait on each other in a cycle:
   lock is held only until the commit. Redemptions of one reward therefore run side by side.
 - Settling a redemption (points' answer) locks member rows (their balance) and then the pending redemption
   rows; a rejection or a cancellation then gives units back to the reward by one conditional UPDATE.
+- A goal's reward takes its unit by the same conditional UPDATE as a request, then writes its redemption and
+  voucher; it locks no member row.
 - Asking again for overdue redemptions locks only redemption rows and skips those already locked, so it never
   waits at all.
 """

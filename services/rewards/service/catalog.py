@@ -14,6 +14,9 @@ from shared.clock import utcnow
 from shared.http.pagination import decode_cursor, encode_cursor
 
 HOLDING = ("pending", "confirmed")  # redemptions that hold stock and count against a member's limit
+# ... unless a goal gave them: a gift holds stock but is not what the per-member limit is about (what a member
+# may redeem for points), so it neither counts against the limit nor is checked against it (service.goals).
+REDEEMED = Redemption.source == "member"
 
 
 def reward_out(reward: Reward) -> schemas.Reward:
@@ -54,11 +57,12 @@ async def put_reward(session: AsyncSession, reward_id: str, body: schemas.Reward
 
 
 async def units_held(session: AsyncSession, reward_id: str, member_id: str | None = None) -> int:
-    """The units of the reward that pending and confirmed redemptions hold (of one member, if given)."""
+    """The units of the reward that pending and confirmed redemptions hold: in all (the stock), or those one
+    member redeemed (the member's limit: no goal's gifts)."""
     query = select(func.coalesce(func.sum(Redemption.quantity), 0)).where(
         Redemption.reward_id == reward_id, Redemption.status.in_(HOLDING))
     if member_id is not None:
-        query = query.where(Redemption.member_id == member_id)
+        query = query.where(Redemption.member_id == member_id, REDEEMED)
     return int((await session.execute(query)).scalar_one())
 
 
@@ -79,7 +83,7 @@ async def catalog_page(session: AsyncSession, limit: int, cursor: str | None, me
         held = dict((await session.execute(
             select(Redemption.reward_id, func.sum(Redemption.quantity))
             .where(Redemption.member_id == member_id, Redemption.reward_id.in_([r.reward_id for r in rows]),
-                   Redemption.status.in_(HOLDING))
+                   Redemption.status.in_(HOLDING), REDEEMED)
             .group_by(Redemption.reward_id)
         )).all())
         now = utcnow()

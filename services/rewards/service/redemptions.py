@@ -99,7 +99,7 @@ async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn, 
     Redemptions of one reward run side by side: the reward's row is only share-locked while its terms are
     read, and a limited stock is taken by the last statement, so the row's exclusive lock lasts until the
     commit and no longer."""
-    reward = await _reward_terms(session, body.reward_id)
+    reward = await reward_terms(session, body.reward_id)
     if reward is None:
         return await _request_for_unknown_reward(session, body, owner)
     now = utcnow()
@@ -123,7 +123,7 @@ async def request_redemption(session: AsyncSession, body: schemas.RedemptionIn, 
     return answer, True
 
 
-async def _reward_terms(session: AsyncSession, reward_id: str) -> domain.RewardTerms | None:
+async def reward_terms(session: AsyncSession, reward_id: str) -> domain.RewardTerms | None:
     """The reward's terms under a KEY SHARE lock: other redemptions take it too, but ``put_reward`` (FOR
     UPDATE) waits for this transaction, so the terms cannot change before it commits and an operator's new
     ``stock`` counts the units this request holds."""
@@ -192,14 +192,19 @@ async def _member_facts(session: AsyncSession, body: schemas.RedemptionIn, rewar
     return standing, ladder, held
 
 
-async def _take_stock(session: AsyncSession, reward_id: str, quantity: int) -> None:
-    """Takes units only if that many are left, in one statement: concurrent requests queue on the row for
-    this statement's time, and the one that finds too few left is refused (its transaction rolls back)."""
+async def took_stock(session: AsyncSession, reward_id: str, quantity: int) -> bool:
+    """Takes units of a limited reward only if that many are left, in one statement (concurrent takers queue
+    on the row for this statement's time); whether it did."""
     taken = await session.execute(
         update(REWARDS).where(REWARDS.c.reward_id == reward_id, REWARDS.c.stock_left >= quantity)
         .values(stock_left=REWARDS.c.stock_left - quantity)
     )
-    if taken.rowcount == 1:  # type: ignore[attr-defined]
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _take_stock(session: AsyncSession, reward_id: str, quantity: int) -> None:
+    """``took_stock`` or the request is refused (its transaction rolls back)."""
+    if await took_stock(session, reward_id, quantity):
         return
     left = (await session.execute(select(REWARDS.c.stock_left).where(REWARDS.c.reward_id == reward_id))).scalar()
     raise OutOfStock(f"Reward '{reward_id}' has {left} left; {quantity} asked.")
@@ -238,8 +243,9 @@ async def member_redemptions_page(session: AsyncSession, member_id: str, limit: 
 
 async def cancel_redemption(session: AsyncSession, redemption_id: str) -> Redemption:
     """Cancel a confirmed redemption whose voucher is unused: the voucher is cancelled, the stock comes back
-    and ``redemption.cancelled`` tells points to give the points back. Cancelling a cancelled redemption
-    again answers it as it is and changes nothing, so a client may retry a cancel whose answer it lost."""
+    and ``redemption.cancelled`` tells points to give the points back (a goal's reward cost none: points finds
+    no debit for it and gives nothing). Cancelling a cancelled redemption again answers it as it is and changes
+    nothing, so a client may retry a cancel whose answer it lost."""
     redemption = await get_redemption(session, redemption_id, for_update=True)
     if redemption.status == "cancelled":
         return redemption

@@ -44,7 +44,7 @@ async def confirm_redemptions(session: AsyncSession, batch: Sequence[events.Poin
                               voucher_code=case(codes, value=REDEMPTIONS.c.redemption_id))
     if not confirmed:
         return
-    await _issue_vouchers(session, confirmed)
+    await issue_vouchers(session, confirmed)
     await OUTBOX.add(session, *[redemption_event(redemption, events.RedemptionConfirmed)
                                 for redemption in confirmed])
     _mark_settled(session, confirmed)
@@ -85,9 +85,10 @@ async def _settle(session: AsyncSession, redemption_ids: list[str], **values: An
     return sorted(settled, key=lambda redemption: order[redemption.redemption_id])
 
 
-async def _issue_vouchers(session: AsyncSession, confirmed: list[schemas.Redemption]) -> None:
-    """The vouchers of the codes ``_settle`` gave the redemptions; a code already taken is drawn again (a 1
-    in 2**75 event per pair) and its redemption updated, until every voucher is in."""
+async def issue_vouchers(session: AsyncSession, confirmed: list[schemas.Redemption]) -> None:
+    """The vouchers of the codes the redemptions were given (by ``_settle``, or a goal's reward as it is
+    stored); a code already taken is drawn again (a 1 in 2**75 event per pair) and its redemption updated,
+    until every voucher is in."""
     dialect = session.get_bind().dialect.name
     now = utcnow()
     waiting = {redemption.redemption_id: redemption for redemption in confirmed}

@@ -59,7 +59,9 @@ async def record_points_earned_batch(
     figure (a purchase stored from an older event, say) goes one event at a time, in order."""
     now = now or utcnow()
     await session.flush()
-    tied = [data for data in batch if data.purchase_id is not None]
+    # A bonus's purchase_id only says which purchase it was for (a referral's, to both sides): it confirms no
+    # purchase's points.
+    tied = [data for data in batch if data.purchase_id is not None and data.kind == "earn"]
     # populate_existing: rows the bulk writes of earlier runs changed are read again, not taken as the session
     # last saw them.
     purchases = {purchase.purchase_id: purchase for purchase in (await session.execute(
@@ -90,9 +92,13 @@ async def record_points_earned_batch(
 async def record_points_reversed(
     session: AsyncSession, data: events.PointsReversed, *, now: datetime | None = None
 ) -> None:
-    """Keep the balance and store the points a refund took back; they count once the purchase is known."""
+    """Keep the balance and store the points a refund took back; they count once the purchase is known. A
+    referral bonus taken back (``kind`` bonus) only moves the balance: its refund's own event tells the
+    purchase's points."""
     now = now or utcnow()
     await record_points_moved_batch(session, [data], now=now)
+    if data.kind == "bonus":
+        return
     program = await program_for_evaluation(session)
     member = await session.get(Member, data.member_id, with_for_update=True)
     refund = await refund_row(session, data.refund_id, data.purchase_id, data.member_id)
