@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, DateTime, Numeric, Select, and_, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.points import domain, schemas
@@ -35,9 +35,8 @@ Change = Literal["added", "replaced", "removed"]
 # --- the pure half ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Replayed:
-    """A stored purchase as the replay reads it."""
+class Replayed(NamedTuple):
+    """A stored purchase as the replay reads it (a named tuple: one is made per purchase)."""
 
     purchase_id: str
     member_id: str
@@ -109,15 +108,17 @@ class _Side:
             return earned
         local = purchase.facts.occurred_at.astimezone(self.terms.time_zone)
         grants: dict[str, int] = {}
+        cut = False
         for rule_id, points, limit in items:
             key = (rule_id, purchase.member_id, domain.period_key(local, limit.per_member_period))
             grant = domain.allowance(points, limit, member_used=self.member_used.get(key, 0),
                                      budget_used=self.budget_used.get(rule_id, 0))
             grants[rule_id] = grant
+            cut = cut or grant < points
             if grant:
                 self.member_used[key] = self.member_used.get(key, 0) + grant
                 self.budget_used[rule_id] = self.budget_used.get(rule_id, 0) + grant
-        return domain.within_limits(earned, grants, self.bonuses)
+        return domain.within_limits(earned, grants, self.bonuses) if cut else earned
 
 
 class Replay:
@@ -211,10 +212,17 @@ def terms_of(program: Any) -> Terms:
                  earn_on_points_paid=program.earn_on_points_paid)
 
 
-def purchases_query(start: datetime, end: datetime) -> Select[Any]:
+def purchases_query(start: datetime, end: datetime, dialect: str = "postgresql") -> Select[Any]:
     """The purchases with ``occurred_at`` in [start, end), in the order they were recorded, with their member's
     facts and whether each was its member's first recorded purchase (``first``)."""
     p, m = table_of(Purchase), table_of(Member)
+    occurred: ColumnElement[Any] = p.c.occurred_at
+    total: ColumnElement[Any] = p.c.total
+    paid: ColumnElement[Any] = p.c.points_paid_value
+    if dialect == "postgresql":  # asyncpg gives aware datetimes and decimals itself: no converter per value
+        occurred = type_coerce(occurred, DateTime(timezone=True)).label("occurred_at")
+        total = type_coerce(total, Numeric(20, 4, asdecimal=True)).label("total")
+        paid = type_coerce(paid, Numeric(20, 4, asdecimal=True)).label("points_paid_value")
     buyers, every = p.alias("buyer"), p.alias("every")
     ranked = (select(every.c.purchase_id, func.row_number().over(
         partition_by=every.c.member_id, order_by=(every.c.recorded_at, every.c.purchase_id)).label("n"))
@@ -224,8 +232,8 @@ def purchases_query(start: datetime, end: datetime) -> Select[Any]:
     firsts = select(ranked.c.purchase_id).where(ranked.c.n == 1).subquery("firsts")
     return (
         # The purchase's columns first, in the order ``Reader.replayed`` unpacks them; the member's after.
-        select(p.c.purchase_id, p.c.member_id.label("buyer_id"), p.c.store_id, p.c.channel, p.c.occurred_at,
-               p.c.total, p.c.lines, p.c.points_paid_value, firsts.c.purchase_id.is_not(None).label("first"),
+        select(p.c.purchase_id, p.c.member_id.label("buyer_id"), p.c.store_id, p.c.channel, occurred, total,
+               p.c.lines, paid, firsts.c.purchase_id.is_not(None).label("first"),
                m.c.earn_multiplier, m.c.purchase_count, m.c.birth_date, m.c.birthday_bonus_year,
                *earning.audience_columns(m))
         .select_from(p.join(m, m.c.member_id == p.c.member_id)
@@ -288,7 +296,8 @@ async def simulate(db: Database, body: schemas.SimulationIn) -> schemas.Simulati
         terms = terms_of(program if program is not None else SimpleNamespace(**DEFAULT_PROGRAM))
         run = Replay(rules.parse_rules(stored), rules.parse_rules(proposal.rows), terms)
         reader = Reader(terms)
-        result = await connection.stream(purchases_query(body.from_, body.to).execution_options(yield_per=BATCH))
+        query = purchases_query(body.from_, body.to, db.dialect).execution_options(yield_per=BATCH)
+        result = await connection.stream(query)
         # Each batch is replayed in a worker thread while the next one is fetched, so that the event loop goes
         # on answering other requests meanwhile; one batch at a time touches the replay.
         replaying: asyncio.Future[None] | None = None
