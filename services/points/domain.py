@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal
+from typing import Protocol
 
 BASE = "base"
 TIER = "tier"
@@ -109,13 +110,29 @@ class MultiplierRule:
     holdout_pct: int = 0
 
     def matches(self, purchase: PurchaseFacts, line: Line) -> bool:
-        """Every criterion given must match (a list matches when it holds the value)."""
-        return (
-            (not self.categories or line.category in self.categories)
-            and (not self.skus or line.sku in self.skus)
-            and (not self.stores or purchase.store_id in self.stores)
-            and (not self.channels or purchase.channel in self.channels)
-        )
+        return matches_line(self, purchase, line)
+
+
+class LineCriteria(Protocol):
+    @property
+    def categories(self) -> frozenset[str]: ...
+    @property
+    def skus(self) -> frozenset[str]: ...
+    @property
+    def stores(self) -> frozenset[str]: ...
+    @property
+    def channels(self) -> frozenset[str]: ...
+
+
+def matches_line(rule: LineCriteria, purchase: PurchaseFacts, line: Line) -> bool:
+    """A multiplier's or a goal's ``match``: every criterion given must match (a list matches when it holds
+    the value)."""
+    return (
+        (not rule.categories or line.category in rule.categories)
+        and (not rule.skus or line.sku in rule.skus)
+        and (not rule.stores or purchase.store_id in rule.stores)
+        and (not rule.channels or purchase.channel in rule.channels)
+    )
 
 
 @dataclass(frozen=True)
@@ -532,10 +549,7 @@ class GoalRule:
     holdout_pct: int = 0
 
     def counts(self, purchase: PurchaseFacts, line: Line) -> bool:
-        return ((not self.categories or line.category in self.categories)
-                and (not self.skus or line.sku in self.skus)
-                and (not self.stores or purchase.store_id in self.stores)
-                and (not self.channels or purchase.channel in self.channels))
+        return matches_line(self, purchase, line)
 
 
 @dataclass(frozen=True)

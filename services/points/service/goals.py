@@ -108,7 +108,8 @@ async def _settle_calendar(db: Database, rule: EarningRule, goal: domain.GoalRul
         for member_id, purchases in sorted(by_member.items()):
             progress = domain.goal_progress(goal, _eligible(purchases, program), zone)
             if progress >= goal.target:
-                made += await _settle(db, goal, member_id, key, progress, _spend(goal, purchases, program, zone))
+                made += await _settle(db, goal, program, member_id, key, progress,
+                                      _spend(goal, purchases, program, zone))
         async with db.transaction() as session:
             await session.execute(insert_ignoring_conflicts(table_of(GoalPeriod), session.get_bind().dialect.name)
                                   .values(rule_id=rule.rule_id, period=key, settled_at=utcnow()))
@@ -140,7 +141,7 @@ async def _settle_rolling(db: Database, rule: EarningRule, goal: domain.GoalRule
                 GoalSettlement.rule_id == rule.rule_id, GoalSettlement.member_id == member_id))
         progress = domain.goal_progress(goal, _eligible(purchases, program), zone)
         for card in range(int(filled or 0) + 1, domain.cards_filled(progress, goal.target) + 1):
-            made += await _settle(db, goal, member_id, f"{ROLLING}-{card}", goal.target, goal.target)
+            made += await _settle(db, goal, program, member_id, f"{ROLLING}-{card}", goal.target, goal.target)
     async with db.transaction() as session:
         dialect = session.get_bind().dialect.name
         await session.execute(insert_ignoring_conflicts(table_of(GoalPeriod), dialect).values(
@@ -181,8 +182,8 @@ def _spend(goal: domain.GoalRule, purchases: list[domain.GoalPurchase], program:
     return domain.goal_progress(as_spend, _eligible(purchases, program), zone)
 
 
-async def _settle(db: Database, goal: domain.GoalRule, member_id: str, period: str, progress: Decimal,
-                  spend: Decimal) -> int:
+async def _settle(db: Database, goal: domain.GoalRule, program: Program, member_id: str, period: str,
+                  progress: Decimal, spend: Decimal) -> int:
     """One member's settlement of one period, in its own transaction; 0 when it was made before, or the
     member is not (or no longer) one the goal is for."""
     async with db.transaction() as session:
@@ -191,7 +192,6 @@ async def _settle(db: Database, goal: domain.GoalRule, member_id: str, period: s
         if member.status != "active" or not goal.audience.admits(facts, utcnow()) \
                 or domain.held_out(goal.rule_id, member_id, goal.holdout_pct):
             return 0
-        program = await get_program(session)
         settlement_id = goal_id(goal.rule_id, member_id, period)
         now = utcnow()
         claimed = await session.scalar(
