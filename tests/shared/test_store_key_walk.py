@@ -73,6 +73,9 @@ def bodies() -> dict[str, Any]:
         "RedemptionIn": {"redemption_id": "walk-redemption", "member_id": OTHER_MEMBER, "reward_id": "cup"},
         "VoucherUse": {"store_id": OTHER_STORE},
         "TierProgramIn": tiers_program(),
+        "SimulationIn": {"rules": [{"rule_id": f"{OTHER_STORE}-walk", "kind": "multiplier", "factor": "2",
+                                    "match": {"stores": [OTHER_STORE]}}],
+                         "from": (utcnow() - timedelta(days=7)).isoformat(), "to": now},
     }
 
 
