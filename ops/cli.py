@@ -113,6 +113,16 @@ def expire_points() -> None:
     typer.echo(f"points: settled {settled} members")
 
 
+@jobs_app.command("expiry-reminders")
+def expiry_reminders() -> None:
+    """Send ``points.expiring`` about the lots that expire within the program's ``expiry_reminder_days`` (points'
+    minute job does it too). Safe to repeat: each lot is reminded of once."""
+    from services.points.service.reminders import send_reminders
+
+    sent = asyncio.run(_with_database("points", send_reminders))
+    typer.echo(f"points: {sent} expiry reminders sent")
+
+
 @jobs_app.command("settle-goals")
 def settle_goals() -> None:
     """Settle the goals' periods that have closed and the stamp cards filled (points' minute job does it

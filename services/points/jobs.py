@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.points.service import goals, limits, members
+from services.points.service import goals, limits, members, reminders
 from shared.db.database import Database
 from shared.runtime import Runtime
 
@@ -28,11 +28,14 @@ async def settle_due_members(db: Database) -> int:
 
 
 async def expire_points(runtime: Runtime) -> None:
-    """The minute job: settle who is due and the goals' periods and cards, then the budget figures of
-    ``/metrics``."""
+    """The minute job: settle who is due, remind of lots about to expire, settle the goals' periods and cards,
+    then the budget figures of ``/metrics``."""
     settled = await settle_due_members(runtime.db)
     if settled:
         log.info("expiry job: settled %d members", settled)
+    reminded = await reminders.send_reminders(runtime.db)
+    if reminded:
+        log.info("expiry job: %d expiry reminders sent", reminded)
     reached = await goals.settle_goals(runtime.db)
     if reached:
         log.info("goal job: %d goals reached", reached)

@@ -15,6 +15,9 @@ from shared.http.idempotency import idempotency_table
 from shared.messaging.consumer import inbox_table
 from shared.messaging.outbox import outbox_table
 
+# The lots ``points.expiring`` may still be sent about (the reminder job's partial index).
+REMINDER_DUE = "remaining > 0 AND reminded_at IS NULL AND NOT pending"
+
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
@@ -57,6 +60,8 @@ class Program(Base):
     earn_on_points_paid: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # The referral setting (``schemas.ReferralSettings`` as JSON), null when the program pays no referrals.
     referral: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # How many days before a lot expires points sends ``points.expiring`` about it (0: no reminders).
+    expiry_reminder_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Member(Base):
@@ -268,12 +273,16 @@ class Lot(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     pending: Mapped[bool] = mapped_column(default=False)
+    # When ``points.expiring`` was sent about the lot (null: not yet); see ``service.reminders``.
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_lot_member_expires", "member_id", "expires_at"),
         Index("ix_lot_due_expiry", "expires_at", postgresql_where=text("remaining > 0"),
               sqlite_where=text("remaining > 0")),
         Index("ix_lot_due_release", "available_at", postgresql_where=text("pending"), sqlite_where=text("pending")),
+        Index("ix_lot_due_reminder", "expires_at", postgresql_where=text(REMINDER_DUE),
+              sqlite_where=text(REMINDER_DUE)),
     )
 
 

@@ -251,6 +251,9 @@ class RedemptionSettings(Strict):
         return value
 
 
+EXPIRY_REMINDER_DOC = (
+    "Days before a lot of points expires that points sends `points.expiring` about it, once per lot, for the "
+    "reminder that brings the member back (0: none). Fewer than `expiry_days`")
 REFERRAL_DOC = (
     "Bring a friend: a member enrolled with another's `referral_code` (or `referred_by`) is the referee, the "
     "code's owner the referrer. The referee's first purchase whose total, less what points paid of it, is at "
@@ -291,14 +294,22 @@ class ProgramIn(Strict):
                                                           "the column holds, 8 digits and 4 decimals)")
     expiry_days: Count = Field(ge=1, le=36_500)
     pending_days: Count = Field(ge=0, le=365)
+    expiry_reminder_days: Count = Field(0, ge=0, le=365, description=EXPIRY_REMINDER_DOC)
     excluded_categories: list[str] = Field(default_factory=list, max_length=500)
     time_zone: TimeZone = Field("UTC", description=TIME_ZONE_DOC)
     max_points_per_purchase: Points = Field(1_000_000_000, ge=1, le=10**12, description=CAP_DOC)
     redemption: RedemptionSettings = Field(default_factory=RedemptionSettings)
     referral: ReferralSettings | None = Field(None, description=REFERRAL_DOC)
 
+    @model_validator(mode="after")
+    def _reminder_before_expiry(self) -> ProgramIn:
+        if self.expiry_reminder_days >= self.expiry_days:
+            raise ValueError("expiry_reminder_days must be fewer than expiry_days (a reminder as points are "
+                             "earned reminds of nothing)")
+        return self
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0,
+        "currency": "USD", "points_per_unit": "1", "expiry_days": 365, "pending_days": 0, "expiry_reminder_days": 30,
         "excluded_categories": ["tobacco"], "time_zone": "America/New_York",
         "max_points_per_purchase": 1_000_000_000,
         "redemption": {"point_value": "0.01", "min_points": 0, "max_share": "1", "hold_minutes": 15,
@@ -316,12 +327,13 @@ class Program(BaseModel):
                        "earn_on_points_paid": False},
         "referral": {"referrer_points": 500, "referee_points": 250, "min_spend": "10.00",
                      "max_per_referrer_per_year": 10},
-        "updated_at": "2026-11-20T09:00:00Z"}]})
+        "expiry_reminder_days": 30, "updated_at": "2026-11-20T09:00:00Z"}]})
 
     currency: str
     points_per_unit: Decimal
     expiry_days: int
     pending_days: int
+    expiry_reminder_days: int = Field(description=EXPIRY_REMINDER_DOC)
     excluded_categories: list[str]
     time_zone: str = Field(description=TIME_ZONE_DOC)
     max_points_per_purchase: int = Field(description=CAP_DOC)

@@ -65,6 +65,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
                         "hold_id": "store-12:h-000123", "reason": "voided"},
     "points.reversed": {"member_id": "C-1001", "points": 20, "balance": {"available": 20, "pending": 0},
                         "purchase_id": "store-12:r-000123", "refund_id": "store-12:rf-9"},
+    "points.expiring": {"member_id": "C-1001", "points": 120, "balance": {"available": 250, "pending": 0},
+                        "expires_at": "2027-01-31T23:59:59Z", "earned_at": "2026-01-31T23:59:59Z"},
     "points.expired": {"member_id": "C-1001", "points": 15, "balance": {"available": 5, "pending": 0}},
     "points.adjusted": {"member_id": "C-1001", "points": 250, "balance": {"available": 270, "pending": 0},
                         "adjustment_id": "ticket-4711", "reason": "Goodwill for a late delivery",
@@ -102,6 +104,8 @@ SUMMARIES = {
     "points.refunded": "Points came back: a cancelled redemption's (`redemption_id`), or the share of a refunded "
                        "purchase that a hold paid (`hold_id`).",
     "points.reversed": "A refund took back points of a purchase.",
+    "points.expiring": "A lot of points expires in `expiry_reminder_days` (program setting): sent once per lot, "
+                       "for the reminder e-mail that brings the member back.",
     "points.expired": "Lots reached their expiry date; their remainders left the balance.",
     "points.adjusted": "An operator added or removed points by hand.",
     "points.transferred": "Points moved between two members (one event for each side).",

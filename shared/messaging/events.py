@@ -205,6 +205,15 @@ class PointsExpired(PointsEvent):
     TYPE = "points.expired"
 
 
+class PointsExpiring(PointsEvent):
+    """A reminder, ``expiry_reminder_days`` (program setting) before a lot of points expires: ``points`` is what
+    is left of the lot, ``expires_at`` when it goes. Sent once per lot; the balance is unchanged by it."""
+
+    TYPE = "points.expiring"
+    expires_at: Moment
+    earned_at: Moment
+
+
 class PointsAdjusted(PointsEvent):
     TYPE = "points.adjusted"
     adjustment_id: Id
@@ -310,7 +319,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
         MemberEnrolled, MemberUpdated, PurchaseRecorded, PurchaseRefunded, PointsEarned, PointsSpent,
-        PointsSpendDeclined, PointsRefunded, PointsReversed, PointsExpired, PointsAdjusted,
+        PointsSpendDeclined, PointsRefunded, PointsReversed, PointsExpiring, PointsExpired, PointsAdjusted,
         PointsTransferred, PointsHeld, PointsReleased, RedemptionRequested, RedemptionConfirmed, RedemptionRejected,
         RedemptionCancelled, TierChanged, MemberSegmentChanged, GoalReached,
     )

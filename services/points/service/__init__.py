@@ -12,6 +12,7 @@ each thing they are about:
 - ``redemptions``  paying and giving back the points of rewards' redemptions
 - ``projections``  what points keeps of other services' state (a member's tier)
 - ``ledger``       how a balance moves: entries, lots, pending release, expiry
+- ``reminders``    ``points.expiring`` about each lot, some days before it expires
 - ``rules``        earning rules stored and turned into domain rules
 - ``simulation``   rule changes replayed on the purchases of a range, nothing written
 

@@ -64,7 +64,8 @@ def program_out(program: Program) -> schemas.Program:
                                                 for field in REDEMPTION_FIELDS})
     return schemas.Program(
         currency=program.currency, points_per_unit=program.points_per_unit, expiry_days=program.expiry_days,
-        pending_days=program.pending_days, excluded_categories=program.excluded_categories,
+        pending_days=program.pending_days, expiry_reminder_days=program.expiry_reminder_days,
+        excluded_categories=program.excluded_categories,
         time_zone=program.time_zone, max_points_per_purchase=program.max_points_per_purchase,
         redemption=settings, updated_at=program.updated_at,
         referral=schemas.ReferralSettingsOut.model_validate(program.referral) if program.referral else None)
