@@ -27,6 +27,7 @@ from shared.context import correlation_id
 from shared.db.database import Database
 from shared.http import auth
 from shared.http.apidocs import install_api_docs
+from shared.http.audit import router as audit_router
 from shared.http.auth import KeyStore
 from shared.http.health import router as health_router
 from shared.http.limits import BodySizeLimit
@@ -210,6 +211,7 @@ def create_service_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     )
     for router in spec.routers:
         app.include_router(router)
+    app.include_router(audit_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, service=spec.name)
     app.add_middleware(CorrelationMiddleware)

@@ -21,6 +21,7 @@ from services.points.errors import (
     RefundExceedsPurchase,
 )
 from services.points.service import (
+    AUDIT,
     balances,
     checkout,
     goals,
@@ -141,6 +142,9 @@ async def post_adjustment(member_id: MemberIdPath, body: schemas.AdjustmentIn, d
     the available balance below zero. Idempotent by `adjustment_id`."""
     async with db.transaction() as session:
         answer, created = await operators.adjust(session, member_id, body, caller.name)
+        if created:
+            await AUDIT.record(session, actor=caller.name, action="points.adjusted", resource=f"member:{member_id}",
+                               after=answer)
     return written(answer, created)
 
 
@@ -155,6 +159,9 @@ async def post_transfer(member_id: MemberIdPath, body: schemas.TransferIn, db: D
     (households pool points this way). Idempotent by `transfer_id`."""
     async with db.transaction() as session:
         answer, created = await operators.transfer(session, member_id, body, caller.name)
+        if created:
+            await AUDIT.record(session, actor=caller.name, action="points.transferred",
+                               resource=f"member:{member_id}", after=answer)
     return written(answer, created)
 
 
@@ -257,10 +264,14 @@ async def get_program(db: Db, _: MembersRead) -> schemas.Program:
     "/program", tags=["rules"], summary="Change program settings", response_model=schemas.Program,
     responses=problem_responses(*COMMON_ERRORS),
 )
-async def put_program(body: schemas.ProgramIn, db: Db, _: Admin) -> schemas.Program:
+async def put_program(body: schemas.ProgramIn, db: Db, caller: Admin) -> schemas.Program:
     """Applies to purchases recorded from now on."""
     async with db.transaction() as session:
-        return program.program_out(await program.put_program(session, body))
+        before = program.program_out(await program.get_program(session, for_update=True))
+        after = program.program_out(await program.put_program(session, body))
+        await AUDIT.record(session, actor=caller.name, action="program.changed", resource="program", before=before,
+                           after=after)
+        return after
 
 
 @router.get(
@@ -285,6 +296,9 @@ async def post_rule(body: RuleBody, db: Db, caller: Admin) -> JSONResponse:
     `occurred_at` falls in its window. Rule ids are never reused."""
     async with db.transaction() as session:
         answer, created = await rules.create_rule(session, body, caller.name)
+        if created:
+            await AUDIT.record(session, actor=caller.name, action="rule.created",
+                               resource=f"earning-rule:{body.rule_id}", after=answer)
     return written(answer, created)
 
 
@@ -347,20 +361,27 @@ async def run_goals(db: Db, _: Admin) -> schemas.GoalRun:
     "/earning-rules/{rule_id}", tags=["rules"], summary="Change an earning rule", response_model=schemas.Rule,
     responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
-async def patch_rule(rule_id: RuleIdPath, body: schemas.RulePatch, db: Db, _: Admin) -> schemas.Rule:
+async def patch_rule(rule_id: RuleIdPath, body: schemas.RulePatch, db: Db, caller: Admin) -> schemas.Rule:
     """Changes the fields given; the rule must still be valid as a whole. Points already earned stay."""
     async with db.transaction() as session:
-        return (await rules.rules_out(session, [await rules.patch_rule(session, rule_id, body)]))[0]
+        (before,) = await rules.rules_out(session, [await rules.get_rule(session, rule_id, for_update=True)])
+        (after,) = await rules.rules_out(session, [await rules.patch_rule(session, rule_id, body)])
+        await AUDIT.record(session, actor=caller.name, action="rule.updated", resource=f"earning-rule:{rule_id}",
+                           before=before, after=after)
+        return after
 
 
 @router.delete(
     "/earning-rules/{rule_id}", tags=["rules"], summary="Delete an earning rule", status_code=204,
     response_class=Response, responses=problem_responses(NotFound, *COMMON_ERRORS),
 )
-async def delete_rule(rule_id: RuleIdPath, db: Db, _: Admin) -> Response:
+async def delete_rule(rule_id: RuleIdPath, db: Db, caller: Admin) -> Response:
     """The rule stops applying; points already earned with it are not changed."""
     async with db.transaction() as session:
+        (before,) = await rules.rules_out(session, [await rules.get_rule(session, rule_id, for_update=True)])
         await rules.delete_rule(session, rule_id)
+        await AUDIT.record(session, actor=caller.name, action="rule.deleted", resource=f"earning-rule:{rule_id}",
+                           before=before)
     return Response(status_code=204)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Table, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.audit import audit_table
 from shared.db.types import Money, UTCDateTime, new_metadata
 from shared.http.idempotency import idempotency_table
 from shared.messaging.consumer import inbox_table
@@ -28,6 +29,7 @@ class Base(DeclarativeBase):
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 idempotency = idempotency_table(Base.metadata)
+audit = audit_table(Base.metadata)
 
 
 def table_of(model: type[Base]) -> Table:

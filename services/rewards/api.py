@@ -68,11 +68,11 @@ async def list_rewards(
     response_model=schemas.Reward, status_code=200,
     responses={201: {"model": schemas.Reward, "description": "Created"}, **problem_responses(*COMMON_ERRORS)},
 )
-async def put_reward(reward_id: RewardIdPath, body: schemas.RewardIn, db: Db, _: Admin) -> JSONResponse:
+async def put_reward(reward_id: RewardIdPath, body: schemas.RewardIn, db: Db, caller: Admin) -> JSONResponse:
     """Creates a reward (201) or replaces its terms (200); `stock_left` is the new `stock` less the units
     pending and confirmed redemptions hold."""
     async with db.transaction() as session:
-        reward, created = await catalog.put_reward(session, reward_id, body)
+        reward, created = await catalog.put_reward(session, reward_id, body, caller.name)
         answer = catalog.reward_out(reward)
     return JSONResponse(answer.model_dump(mode="json"), status_code=201 if created else 200)
 

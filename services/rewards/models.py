@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.audit import audit_table
 from shared.db.types import UTCDateTime, new_metadata
 from shared.http.idempotency import idempotency_table
 from shared.messaging.consumer import inbox_table
@@ -25,6 +26,7 @@ class Base(DeclarativeBase):
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 idempotency = idempotency_table(Base.metadata)
+audit = audit_table(Base.metadata)
 
 
 class Reward(Base):

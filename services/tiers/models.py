@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, Numeric, SmallInteger, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.audit import audit_table
 from shared.db.types import Money, UTCDateTime, new_metadata
 from shared.messaging.consumer import inbox_table
 from shared.messaging.outbox import outbox_table
@@ -30,6 +31,7 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+audit = audit_table(Base.metadata)
 
 
 class TierProgram(Base):

@@ -23,10 +23,12 @@ they all write through are here.
 
 from __future__ import annotations
 
-from services.points.models import idempotency, outbox
+from services.points.models import audit, idempotency, outbox
+from shared.audit import AuditTrail
 from shared.http.idempotency import IdempotencyKeys
 from shared.messaging.outbox import Outbox
 
 SOURCE = "points"
 OUTBOX = Outbox(outbox, SOURCE)
 IDEMPOTENCY = IdempotencyKeys(idempotency)
+AUDIT = AuditTrail(audit)

@@ -31,14 +31,15 @@ def zone_of(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-async def get_program(session: AsyncSession) -> Program:
-    program = await session.get(Program, 1)
+async def get_program(session: AsyncSession, *, for_update: bool = False) -> Program:
+    """The program row (made with the defaults on first use); ``for_update`` locks it, for a change."""
+    program = await session.get(Program, 1, with_for_update=for_update)
     if program is None:
         # The first requests of a new database may all find no row: one insert wins, the others wait for it
         # and do nothing, and every one reads the winner's row (never a 500 for the duplicate key).
         await session.execute(insert_ignoring_conflicts(table_of(Program), session.get_bind().dialect.name).values(
             id=1, updated_at=utcnow(), rules_version=rules.new_version(), **DEFAULT_PROGRAM))
-        program = await session.get(Program, 1)
+        program = await session.get(Program, 1, with_for_update=for_update)
         assert program is not None
     return program
 

@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards import domain, schemas
 from services.rewards.errors import RewardNotFound
-from services.rewards.models import Redemption, Reward
+from services.rewards.models import Redemption, Reward, audit
 from services.rewards.service import members
+from shared.audit import AuditTrail
 from shared.clock import utcnow
 from shared.http.pagination import decode_cursor, encode_cursor
 
@@ -17,6 +18,7 @@ HOLDING = ("pending", "confirmed")  # redemptions that hold stock and count agai
 # ... unless a goal gave them: a gift holds stock but is not what the per-member limit is about (what a member
 # may redeem for points), so it neither counts against the limit nor is checked against it (service.goals).
 REDEEMED = Redemption.source == "member"
+AUDIT = AuditTrail(audit)  # the catalog's changes (shared.audit)
 
 
 def reward_out(reward: Reward) -> schemas.Reward:
@@ -38,12 +40,15 @@ async def get_reward(session: AsyncSession, reward_id: str, *, for_update: bool 
     return reward
 
 
-async def put_reward(session: AsyncSession, reward_id: str, body: schemas.RewardIn) -> tuple[Reward, bool]:
-    """Create a reward or replace its terms; returns (reward, created). Setting ``stock`` counts the units
-    that pending and confirmed redemptions hold: ``stock_left`` is what remains of the new stock."""
+async def put_reward(session: AsyncSession, reward_id: str, body: schemas.RewardIn, actor: str
+                     ) -> tuple[Reward, bool]:
+    """Create a reward or replace its terms, with its audit entry; returns (reward, created). Setting
+    ``stock`` counts the units that pending and confirmed redemptions hold: ``stock_left`` is what remains of
+    the new stock."""
     reward = await session.get(Reward, reward_id, with_for_update=True)
     now = utcnow()
     created = reward is None
+    before = None if reward is None else reward_out(reward)
     held = 0 if created else await units_held(session, reward_id)
     if reward is None:
         reward = Reward(reward_id=reward_id, created_at=now)
@@ -53,6 +58,8 @@ async def put_reward(session: AsyncSession, reward_id: str, body: schemas.Reward
     reward.stock_left = domain.stock_left_for(body.stock, held)
     reward.updated_at = now
     await session.flush()
+    await AUDIT.record(session, actor=actor, action="reward.created" if created else "reward.updated",
+                       resource=f"reward:{reward_id}", before=before, after=reward_out(reward))
     return reward, created
 
 

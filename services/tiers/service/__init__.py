@@ -26,9 +26,11 @@ The outbox that every announcement goes through is here.
 
 from __future__ import annotations
 
-from services.tiers.models import outbox
+from services.tiers.models import audit, outbox
+from shared.audit import AuditTrail
 from shared.messaging.outbox import Outbox
 
 SOURCE = "tiers"
 OUTBOX = Outbox(outbox, SOURCE)
+AUDIT = AuditTrail(audit)
 BATCH_SIZE = 500  # members settled together when many are (a program change, the hourly evaluation)

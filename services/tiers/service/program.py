@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tiers import schemas
 from services.tiers.domain import tiers
 from services.tiers.models import Base, Member, Tier, TierProgram
-from services.tiers.service import BATCH_SIZE
+from services.tiers.service import AUDIT, BATCH_SIZE
 from services.tiers.service.evaluation import settle
 from services.tiers.service.formats import plain
 from shared.clock import utcnow
@@ -79,10 +79,12 @@ async def put_program(
               "retention_days": program.retention_days, "downgrade": program.downgrade,
               "updated_at": now, "updated_by": actor}
     dialect = session.get_bind().dialect.name
-    await session.execute(insert_ignoring_conflicts(PROGRAM_TABLE, dialect).values(id=1, **values))
+    first = (await session.execute(
+        insert_ignoring_conflicts(PROGRAM_TABLE, dialect).values(id=1, **values))).rowcount == 1  # type: ignore[attr-defined]
     row = await session.get(TierProgram, 1, with_for_update=True)  # waits for evaluations and other changes
     assert row is not None
     previous = await load_program(session)
+    before = None if first else program_out(previous, row)  # the first program replaces the default
     for field, value in values.items():
         setattr(row, field, value)
     await session.execute(delete(Tier))
@@ -103,7 +105,9 @@ async def put_program(
             break
         await settle(session, members, program, now, previous=previous)
         last = members[-1].member_id
-    return program_out(program, row)
+    after = program_out(program, row)
+    await AUDIT.record(session, actor=actor, action="tiers.changed", resource="tiers", before=before, after=after)
+    return after
 
 
 def program_out(program: tiers.Program, row: TierProgram | None) -> schemas.TierProgram:
