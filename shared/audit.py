@@ -4,9 +4,8 @@ Every service keeps its own (an ``audit_entry`` table in its database, ``GET /v1
 changes an operator makes: the program, rules, tiers, rewards, adjustments and transfers. An entry is written
 in the transaction of the change it records, so there is never a change without its entry, nor an entry for
 a change that rolled back; a replayed idempotent request, or settings put again as they were, changed nothing
-and write none. The trail is only
-appended to. It holds no contact data: the resources it records are configuration and points, and a
-member appears by id only.
+and write none. The trail is only appended to. It holds no contact data: the resources it records are
+configuration and points, and a member appears by id only.
 """
 
 from __future__ import annotations
