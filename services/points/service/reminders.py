@@ -26,7 +26,7 @@ from shared.messaging import events
 
 def _due(days: int) -> ColumnElement[bool]:
     """Lots to remind of now: spendable, not reminded of yet, expiring within ``days`` (the partial index
-    ``ix_lot_due_reminder`` holds exactly the first two)."""
+    ``ix_lot_due_reminder`` holds exactly the first three)."""
     return and_(Lot.remaining > 0, Lot.reminded_at.is_(None), Lot.pending.is_(False),
                 Lot.expires_at <= utcnow() + timedelta(days=days))
 
